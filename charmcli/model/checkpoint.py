@@ -1,0 +1,501 @@
+"""Load the published Charm checkpoints without running any code they contain.
+
+The hub files are ``torch.save({'model_state_dict': <whole nn.Module>})`` pickles whose classes
+live in a module named ``model`` (the official package) and in ``transformers``' DINOv2 code.
+Unpickling them normally would import and run those classes, and a pickle can ask to call
+*anything* (``os.system`` included). charm instead unpickles with a restricted ``find_class``:
+
+* tensors are rebuilt by torch's own storage/tensor rebuild functions;
+* every class on a short allow-list (the official model classes, the DINOv2 modules, a few
+  ``torch.nn`` layers) becomes an inert :class:`StandIn` that only records its state;
+* any other global (``os.system``, ``eval``, ``subprocess.Popen``, ``builtins.getattr``, …)
+  stops the load with :class:`UnsafeCheckpointError` before it can be called.
+
+The module tree of stand-ins is then walked into a flat state dict, mapped onto the names of
+:class:`charmcli.model.network.CharmViT` (timm blocks), checked for missing/unexpected keys and
+shapes, and cached as safetensors keyed by the source file's sha256 so the pickle is read once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import re
+import types
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONVERTED_FORMAT = "charm-timm-1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint or position-table file that charm cannot use; ``str()`` is one line."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The pickle asks for a callable outside charm's allow-list; nothing was executed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Restricted unpickling
+
+
+class StandIn:
+    """Inert replacement for a pickled class: keeps the state, runs nothing."""
+
+    _qualname = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.state: Any = kwargs or None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> StandIn:  # e.g. a pickled function reference
+        raise UnsafeCheckpointError(f"checkpoint tried to call {self._qualname}; refused")
+
+    def __repr__(self) -> str:
+        return f"<StandIn {self._qualname}>"
+
+    def attrs(self) -> dict[str, Any]:
+        """The object's ``__dict__`` as pickled (nn.Module state, config fields, …)."""
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state = {**(state[0] or {}), **state[1]}
+        return state if isinstance(state, dict) else {}
+
+
+_OFFICIAL_MODULES = ("model", "Charm_tokenizer.model", "Charm_tokenizer.Backbone")
+_DINOV2 = "transformers.models.dinov2.modeling_dinov2"
+_ALLOWED_CLASSES: dict[str, set[str]] = {
+    **{
+        m: {"Model", "PatchEmbeddings", "Transformer", "MlpHead", "ScaleEmbs", "backbone"}
+        for m in _OFFICIAL_MODULES
+    },
+    _DINOV2: {
+        "Dinov2Model",
+        "Dinov2Embeddings",
+        "Dinov2PatchEmbeddings",
+        "Dinov2Encoder",
+        "Dinov2Layer",
+        "Dinov2Attention",
+        "Dinov2SelfAttention",
+        "Dinov2SdpaSelfAttention",
+        "Dinov2SdpaAttention",
+        "Dinov2SelfOutput",
+        "Dinov2LayerScale",
+        "Dinov2MLP",
+        "Dinov2SwiGLUFFN",
+        "Dinov2DropPath",
+    },
+    "transformers.models.dinov2.configuration_dinov2": {"Dinov2Config"},
+    "transformers.activations": {"GELUActivation", "NewGELUActivation", "QuickGELUActivation"},
+    "torch.nn.modules.conv": {"Conv2d"},
+    "torch.nn.modules.linear": {"Linear", "Identity"},
+    "torch.nn.modules.normalization": {"LayerNorm"},
+    "torch.nn.modules.dropout": {"Dropout"},
+    "torch.nn.modules.container": {"ModuleList", "Sequential", "ModuleDict"},
+    "torch.nn.modules.activation": {"Sigmoid", "Softmax", "GELU", "Tanh"},
+    "torch.nn.modules.module": {"Module"},
+    "torch.nn.modules.sparse": {"Embedding"},
+    # functions referenced as attribute values (never called by the loader)
+    "torch._C._nn": {"gelu"},
+    "torch.nn.functional": {"gelu", "silu", "relu"},
+}
+# Real objects that are safe to call while unpickling: they only build containers and tensors.
+_REAL_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch", "Size"): torch.Size,
+    ("torch", "float32"): torch.float32,
+    ("torch", "float16"): torch.float16,
+    ("torch", "bfloat16"): torch.bfloat16,
+    ("torch", "device"): torch.device,
+}
+_STANDIN_TYPES: dict[tuple[str, str], type[StandIn]] = {}
+
+
+def _stand_in(module: str, name: str) -> type[StandIn]:
+    key = (module, name)
+    if key not in _STANDIN_TYPES:
+        _STANDIN_TYPES[key] = type(name, (StandIn,), {"_qualname": f"{module}.{name}"})
+    return _STANDIN_TYPES[key]
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)  # protocol-2 names
+        if (module, name) in _REAL_GLOBALS:
+            return _REAL_GLOBALS[(module, name)]
+        if name in _ALLOWED_CLASSES.get(module, ()):
+            return _stand_in(module, name)
+        raise UnsafeCheckpointError(
+            f"checkpoint references {module}.{name}, which is not a model class; "
+            "refused to load it (nothing was executed)"
+        )
+
+
+# torch.load drives the zip container and storages and calls ``pickle_module.Unpickler``;
+# passing this module keeps torch's file handling while the class lookups stay ours.
+_safe_pickle = types.ModuleType("charm_safe_pickle")
+_safe_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined]
+_safe_pickle.load = lambda f, **kw: _RestrictedUnpickler(f, **kw).load()  # type: ignore[attr-defined]
+_safe_pickle.__name__ = "charm_safe_pickle"
+
+
+def safe_unpickle(path: Path) -> Any:
+    """Unpickle a torch checkpoint with stand-ins for classes; raises on anything unexpected."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path.name}: not a PyTorch zip checkpoint (truncated, or an old/unknown format)"
+        )
+    try:
+        return torch.load(
+            path, map_location="cpu", pickle_module=_safe_pickle, weights_only=False, mmap=False
+        )
+    except CheckpointError:
+        raise
+    except Exception as exc:  # torch and pickle raise many types on damaged files
+        cause = exc
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            inner = cause.__cause__ or cause.__context__
+            if isinstance(inner, CheckpointError):
+                raise inner from None
+            cause = inner  # type: ignore[assignment]
+        raise CheckpointError(f"{path.name}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _module_tree(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
+    """Flatten a pickled nn.Module (as stand-ins) the way ``state_dict()`` would."""
+    attrs = obj.attrs() if isinstance(obj, StandIn) else {}
+    for bucket in ("_parameters", "_buffers"):
+        skip = attrs.get("_non_persistent_buffers_set") or set()
+        for name, value in (attrs.get(bucket) or {}).items():
+            if isinstance(value, torch.Tensor) and name not in skip:
+                out[prefix + name] = value.detach()
+    for name, child in (attrs.get("_modules") or {}).items():
+        if child is not None:
+            _module_tree(child, f"{prefix}{name}.", out)
+
+
+def _find(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, StandIn):
+            return None
+        attrs = obj.attrs()
+        obj = (attrs.get("_modules") or {}).get(part, attrs.get(part))
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Name mapping: official (transformers DINOv2) -> charm (timm blocks)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything needed to rebuild the network; read from the checkpoint, never assumed."""
+
+    dim: int
+    depth: int
+    heads: int
+    mlp_hidden: int
+    num_classes: int
+    activation: str  # "sigmoid" | "softmax"
+    num_scales: int = 2
+    layer_norm_eps: float = 1e-6
+    dataset: str | None = None  # training set recorded in the pickle, if any
+
+
+_LAYER = re.compile(r"^encoder\.encoder\.layer\.(\d+)\.(.+)$")
+_LAYER_NAMES = {
+    "norm1.weight": "norm1.weight",
+    "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias",
+    "attention.output.dense.weight": "attn.proj.weight",
+    "attention.output.dense.bias": "attn.proj.bias",
+    "layer_scale1.lambda1": "ls1.gamma",
+    "layer_scale2.lambda1": "ls2.gamma",
+    "mlp.fc1.weight": "mlp.fc1.weight",
+    "mlp.fc1.bias": "mlp.fc1.bias",
+    "mlp.fc2.weight": "mlp.fc2.weight",
+    "mlp.fc2.bias": "mlp.fc2.bias",
+}
+_TOP_NAMES = {
+    "patch_embeddings.cls_token": "cls_token",
+    "patch_embeddings.mask_token": "mask_token",
+    "patch_embeddings.patch_embedder.weight": "patch_embed.weight",
+    "patch_embeddings.patch_embedder.bias": "patch_embed.bias",
+    "encoder.layernorm.weight": "norm.weight",
+    "encoder.layernorm.bias": "norm.bias",
+    "mlp_head.linear.weight": "head.weight",
+    "mlp_head.linear.bias": "head.bias",
+}
+
+
+def map_official_state_dict(official: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an official Charm state dict to charm's timm-based names (fusing q, k, v)."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = collections.defaultdict(dict)
+    unexpected = []
+    for key, value in official.items():
+        if key in _TOP_NAMES:
+            out[_TOP_NAMES[key]] = value
+        elif key == "patch_embeddings.se":
+            out["scale_embed"] = value.reshape(value.shape[-2], value.shape[-1])
+        elif m := _LAYER.match(key):
+            i, rest = int(m.group(1)), m.group(2)
+            if rest in _LAYER_NAMES:
+                out[f"blocks.{i}.{_LAYER_NAMES[rest]}"] = value
+            elif (
+                a := re.match(r"attention\.attention\.(query|key|value)\.(weight|bias)$", rest)
+            ) is not None:
+                qkv[(i, a.group(2))][a.group(1)] = value
+            else:
+                unexpected.append(key)
+        else:
+            unexpected.append(key)
+    if unexpected:
+        raise CheckpointError(f"checkpoint has unexpected parameters: {', '.join(sorted(unexpected)[:5])}")
+    for (i, kind), parts in qkv.items():
+        if set(parts) != {"query", "key", "value"}:
+            raise CheckpointError(
+                f"checkpoint layer {i} lacks attention {sorted({'query', 'key', 'value'} - set(parts))}"
+            )
+        out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    return out
+
+
+def expected_shapes(cfg: NetworkConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter of :class:`CharmViT` with its shape, for validating a checkpoint."""
+    d, h = cfg.dim, cfg.mlp_hidden
+    shapes: dict[str, tuple[int, ...]] = {
+        "cls_token": (1, 1, d),
+        "mask_token": (1, 1, d),
+        "scale_embed": (cfg.num_scales, d),
+        "patch_embed.weight": (d, 3, 14, 14),
+        "patch_embed.bias": (d,),
+        "norm.weight": (d,),
+        "norm.bias": (d,),
+        "head.weight": (cfg.num_classes, 2 * d),
+        "head.bias": (cfg.num_classes,),
+    }
+    for i in range(cfg.depth):
+        b = f"blocks.{i}."
+        shapes.update({
+            b + "norm1.weight": (d,), b + "norm1.bias": (d,), b + "norm2.weight": (d,), b + "norm2.bias": (d,),
+            b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
+            b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
+            b + "ls1.gamma": (d,), b + "ls2.gamma": (d,),
+            b + "mlp.fc1.weight": (h, d), b + "mlp.fc1.bias": (h,),
+            b + "mlp.fc2.weight": (d, h), b + "mlp.fc2.bias": (d,),
+        })  # fmt: skip
+    return shapes
+
+
+def validate(state: Mapping[str, torch.Tensor], cfg: NetworkConfig) -> None:
+    """Raise a one-line CheckpointError on missing, unexpected or wrongly shaped parameters."""
+    want = expected_shapes(cfg)
+    missing = sorted(set(want) - set(state))
+    extra = sorted(set(state) - set(want))
+    if missing:
+        raise CheckpointError(f"checkpoint is missing parameters: {', '.join(missing[:5])}")
+    if extra:
+        raise CheckpointError(f"checkpoint has unexpected parameters: {', '.join(extra[:5])}")
+    for key, shape in want.items():
+        if tuple(state[key].shape) != shape:
+            raise CheckpointError(
+                f"checkpoint parameter {key} has shape {tuple(state[key].shape)}, expected {shape}"
+            )
+        if not state[key].is_floating_point():
+            raise CheckpointError(f"checkpoint parameter {key} is not floating point")
+
+
+def infer_config(state: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None) -> NetworkConfig:
+    """Depth, width, heads and head size from the parameters (plus the pickled config, if any)."""
+    hints = dict(hints or {})
+    try:
+        dim = int(state["cls_token"].shape[-1])
+        depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+        mlp_hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
+        num_classes = int(state["head.weight"].shape[0])
+        num_scales = int(state["scale_embed"].shape[0])
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"checkpoint is not a Charm model (cannot find {exc})") from None
+    heads = int(hints.get("heads") or max(1, dim // 64))
+    if dim % heads:
+        raise CheckpointError(f"checkpoint width {dim} is not divisible by {heads} attention heads")
+    activation = hints.get("activation") or ("softmax" if num_classes > 1 else "sigmoid")
+    return NetworkConfig(
+        dim=dim, depth=depth, heads=heads, mlp_hidden=mlp_hidden, num_classes=num_classes,
+        activation=activation, num_scales=num_scales,
+        layer_norm_eps=float(hints.get("layer_norm_eps") or 1e-6), dataset=hints.get("dataset"),
+    )  # fmt: skip
+
+
+def _official_hints(root: Any) -> dict[str, Any]:
+    """Heads, eps, activation and training set as recorded in the pickled objects."""
+    hints: dict[str, Any] = {}
+    if isinstance(root, StandIn):
+        attrs = root.attrs()
+        if isinstance(attrs.get("dataset"), str):
+            hints["dataset"] = attrs["dataset"]
+        act = _find(root, "mlp_head.activation")
+        if isinstance(act, StandIn):
+            hints["activation"] = act._qualname.rsplit(".", 1)[-1].lower()
+        attention = _find(root, "encoder.encoder.layer.0.attention.attention")
+        if isinstance(attention, StandIn) and attention.attrs().get("num_attention_heads"):
+            hints["heads"] = attention.attrs()["num_attention_heads"]
+        config = _find(root, "encoder.encoder.config")
+        if isinstance(config, StandIn):
+            c = config.attrs()
+            hints.setdefault("heads", c.get("num_attention_heads"))
+            hints["layer_norm_eps"] = c.get("layer_norm_eps")
+    if hints.get("activation") not in (None, "sigmoid", "softmax"):
+        raise CheckpointError(f"checkpoint head uses {hints['activation']}, expected Sigmoid or Softmax")
+    return hints
+
+
+def convert_official(path: Path) -> tuple[dict[str, torch.Tensor], NetworkConfig]:
+    """Read an official ``.pth`` checkpoint safely into charm's state dict and config."""
+    obj = safe_unpickle(path)
+    root = obj.get("model_state_dict") if isinstance(obj, dict) else obj
+    if isinstance(root, Mapping) and all(isinstance(v, torch.Tensor) for v in root.values()):
+        official = dict(root)  # a plain state dict is accepted too
+        hints: dict[str, Any] = {}
+    elif isinstance(root, StandIn):
+        official = {}
+        _module_tree(root, "", official)
+        hints = _official_hints(root)
+    else:
+        raise CheckpointError(
+            f"{Path(path).name}: no Charm model inside (expected a 'model_state_dict' entry)"
+        )
+    official = {k: v.float() for k, v in official.items() if k != "patch_embeddings.scales"}
+    state = map_official_state_dict(official)
+    cfg = infer_config(state, hints)
+    validate(state, cfg)
+    return state, cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Converted (safetensors) files and the cache
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file (identifies a checkpoint in caches and in the score database)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_converted(
+    path: Path, state: Mapping[str, torch.Tensor], cfg: NetworkConfig, source_sha256: str
+) -> None:
+    """Write a converted checkpoint atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    meta = {"format": CONVERTED_FORMAT, "config": json.dumps(asdict(cfg)), "source_sha256": source_sha256}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_converted(path: Path) -> tuple[dict[str, torch.Tensor], NetworkConfig, str | None]:
+    """Read a charm safetensors checkpoint (as written by :func:`save_converted`)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{Path(path).name}: unreadable safetensors file ({exc})") from None
+    if meta.get("format") == CONVERTED_FORMAT:
+        cfg = NetworkConfig(**json.loads(meta["config"]))
+    else:  # a bare safetensors state dict, in official or charm names
+        if any(k.startswith(("encoder.", "patch_embeddings.")) for k in state):
+            state = map_official_state_dict(state)
+        cfg = infer_config(state)
+    state = {k: v.float() for k, v in state.items()}
+    validate(state, cfg)
+    return state, cfg, meta.get("source_sha256")
+
+
+def load_checkpoint(
+    path: Path, cache_dir: Path | None = None
+) -> tuple[dict[str, torch.Tensor], NetworkConfig, str]:
+    """Load an official ``.pth`` or a ``.safetensors`` checkpoint; returns (state, config, sha256).
+
+    Official pickles are converted once and cached as ``<cache_dir>/<sha256>.safetensors``.
+    The sha256 is always that of the file the user gave, so scores stay keyed to it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    digest = sha256_file(path)
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if not zipfile.is_zipfile(path) and len(magic) == 8:
+        header_len = int.from_bytes(magic, "little")
+        if 0 < header_len < 100_000_000:  # safetensors: 8-byte header length, then JSON
+            state, cfg, _ = load_converted(path)
+            return state, cfg, digest
+    cached = cache_dir / f"{digest}.safetensors" if cache_dir else None
+    if cached is not None and cached.is_file():
+        try:
+            state, cfg, _ = load_converted(cached)
+            return state, cfg, digest
+        except CheckpointError:
+            pass  # a damaged cache entry is rebuilt below
+    state, cfg = convert_official(path)
+    if cached is not None:
+        with contextlib.suppress(OSError):  # a read-only cache only costs the conversion next run
+            save_converted(cached, state, cfg, digest)
+    return state, cfg, digest
+
+
+def load_position_table(path: Path) -> torch.Tensor:
+    """Load ``dino_small_pos.pt`` / ``dino_large.pt`` (a pickled Parameter) or a safetensors copy."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such position-embedding file")
+    if zipfile.is_zipfile(path):
+        obj = safe_unpickle(path)
+    else:
+        try:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(path))
+        except Exception as exc:
+            raise CheckpointError(f"{path.name}: not a position-embedding file ({exc})") from None
+        obj = next(iter(tensors.values()), None)
+    if isinstance(obj, Mapping):
+        obj = next((v for v in obj.values() if isinstance(v, torch.Tensor)), None)
+    if not isinstance(obj, torch.Tensor) or obj.ndim not in (2, 3) or not obj.is_floating_point():
+        raise CheckpointError(f"{path.name}: expected a (1, 1 + N*N, D) position table")
+    table = obj.detach().float().reshape(-1, obj.shape[-1])
+    side = int((table.shape[0] - 1) ** 0.5)
+    if side < 2 or side * side != table.shape[0] - 1:
+        raise CheckpointError(f"{path.name}: position table has {table.shape[0]} rows, not 1 + a square grid")
+    return table

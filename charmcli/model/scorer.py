@@ -1,0 +1,251 @@
+"""The public Python API: load a Charm model once, score images.
+
+    >>> from charmcli.model import Scorer
+    >>> scorer = Scorer.from_pretrained("aadb")            # or Scorer.from_files(ckpt, pos)
+    >>> result = scorer.score(PIL.Image.open("photo.jpg"))
+    >>> result.score, result.kept_cells
+
+The scorer takes decoded RGB images (it knows nothing of files or databases), applies the
+training set's own official pre-resize (para and spaq: long side > 1024 → 1024), tokenizes at
+native resolution and aspect ratio, runs the network and maps outputs to the training set's
+rating scale. :meth:`Scorer.prepare` (CPU work: resize + tokenize) is thread-safe and separate
+from :meth:`Scorer.score_prepared` (the network), so callers can overlap the two.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from charmcli.model.checkpoint import CheckpointError, NetworkConfig, load_checkpoint, load_position_table
+from charmcli.model.network import CharmViT
+from charmcli.model.registry import MODELS, ModelSpec, fetch, get_spec
+from charmcli.model.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
+
+
+@dataclass
+class ScoreResult:
+    """What Charm says about one image."""
+
+    score: float  #: on the training set's scale (see ``Scorer.spec.scale``), full precision
+    outputs: list[float]  #: the model's outputs after Sigmoid/Softmax
+    n_tokens: int  #: sequence length including CLS
+    input_size: tuple[int, int]  #: (W, H) the tokenizer saw (after the para/spaq pre-resize)
+    path: str  #: "short" or "multiscale"
+    kept_cells: list[tuple[int, int]] = field(default_factory=list)  #: (row, col) of kept 28 px cells
+    cell_size: int = CELL  #: side of a kept cell in ``input_size`` pixels
+    embedding: np.ndarray | None = None  #: CLS output (float16): a compact image descriptor
+    seconds: float = 0.0  #: network time for this image (its share of a batch)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is a clear error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but this PyTorch build sees no CUDA device; use --device cpu")
+    return dev
+
+
+def default_cache_dir() -> Path:
+    """Where converted checkpoints are cached (``CHARM_CACHE_DIR`` overrides)."""
+    if os.environ.get("CHARM_CACHE_DIR"):
+        return Path(os.environ["CHARM_CACHE_DIR"])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("charm")) / "converted"
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32 in [0, 1], as ``torchvision.ToTensor`` does."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
+
+
+def official_resize(image: Image.Image, max_side: int | None) -> Image.Image:
+    """The official para/spaq rule: long side over ``max_side`` -> int-truncated bicubic resize."""
+    w, h = image.size
+    if not max_side or max(w, h) <= max_side:
+        return image
+    r = min(max_side / w, max_side / h)
+    return image.resize((int(w * r), int(h * r)), Image.Resampling.BICUBIC)
+
+
+class _LockedTokenizer:
+    """The tokenizer's position cache is shared; a lock keeps worker threads from racing it."""
+
+    def __init__(self, tokenizer: CharmTokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    def __call__(self, image: torch.Tensor) -> Tokenized:
+        with self._lock:
+            return self._tokenizer(image)
+
+
+class Scorer:
+    """A loaded Charm model ready to score images."""
+
+    def __init__(
+        self,
+        network: CharmViT,
+        pos_table: torch.Tensor,
+        spec: ModelSpec | None,
+        checkpoint_id: str,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval().requires_grad_(False)
+        self.spec = spec
+        self.checkpoint_id = checkpoint_id
+        if pos_table.shape[-1] != network.cfg.dim:
+            raise CheckpointError(
+                f"position table width {pos_table.shape[-1]} does not match the checkpoint's {network.cfg.dim}"
+            )
+        budget = spec.budget if spec else 1025
+        self.tokenizer = _LockedTokenizer(CharmTokenizer(PositionTable(pos_table), budget))
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError("precision must be fp32, bf16 or fp16")
+        self.precision = precision
+
+    # -- construction --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Training-set name (``custom`` for a checkpoint that matches none)."""
+        return self.spec.name if self.spec else "custom"
+
+    @property
+    def config(self) -> NetworkConfig:
+        return self.network.cfg
+
+    @classmethod
+    def from_pretrained(cls, name: str = "aadb", device: str | torch.device = "auto", **kwargs) -> Scorer:
+        """Load a published model by name from the hub cache (downloading it if online)."""
+        spec = get_spec(name)
+        checkpoint = fetch(spec.filename, spec.name)
+        pos = fetch(spec.pos_filename, spec.name)
+        return cls.from_files(checkpoint, pos, name=spec.name, device=device, **kwargs)
+
+    @classmethod
+    def from_files(
+        cls,
+        checkpoint: str | Path,
+        pos_embed: str | Path | None = None,
+        name: str | None = None,
+        device: str | torch.device = "auto",
+        cache_dir: Path | None = None,
+        precision: str = "fp32",
+    ) -> Scorer:
+        """Load local files: an official ``.pth`` (read safely) or a ``.safetensors`` checkpoint.
+
+        ``name`` picks the training set (scale, token budget, pre-resize); without it the name
+        stored in the checkpoint is used, else it is guessed from the head (9 outputs: para,
+        10: ava, 1: aadb). Without ``pos_embed`` the position table comes from the hub cache.
+        """
+        state, cfg, digest = load_checkpoint(Path(checkpoint), cache_dir or default_cache_dir())
+        stored = cfg.dataset.lower() if cfg.dataset else None
+        if name is not None:
+            spec = get_spec(name)
+            if stored in MODELS and stored != spec.name:
+                raise CheckpointError(
+                    f"checkpoint was trained on {stored!r}, not {spec.name!r}; drop --model or fix it"
+                )
+        elif stored in MODELS:
+            spec = MODELS[stored]
+        else:
+            spec = {9: MODELS["para"], 10: MODELS["ava"]}.get(cfg.num_classes, MODELS["aadb"])
+        if cfg.num_classes != spec.num_classes:
+            raise CheckpointError(
+                f"checkpoint head has {cfg.num_classes} outputs but {spec.name} needs {spec.num_classes}"
+            )
+        table = load_position_table(Path(pos_embed) if pos_embed else fetch(spec.pos_filename, spec.name))
+        network = CharmViT(cfg)
+        network.load_state_dict(state, strict=True)
+        return cls(network, table, spec, digest, device=device, precision=precision)
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def prepare(self, image: Image.Image) -> Tokenized:
+        """CPU preprocessing of one RGB image: official pre-resize, tensor, tokens (thread-safe)."""
+        image = official_resize(image, self.spec.resize_max_side if self.spec else None)
+        return self.tokenizer(image_to_tensor(image))
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.precision != "fp32":
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def score_prepared(self, batch: Sequence[Tokenized]) -> list[ScoreResult]:
+        """Run the network on tokenized images (padded into one batch when there are several)."""
+        if not batch:
+            return []
+        start = time.perf_counter()
+        lengths = torch.tensor([t.tokens.shape[0] for t in batch])
+        longest = int(lengths.max())
+        dim = self.network.cfg.dim
+        tokens = torch.zeros(len(batch), longest, 3, 14, 14)
+        pos = torch.zeros(len(batch), longest + 1, dim)
+        scale = torch.zeros(len(batch), longest, dtype=torch.long)
+        for i, t in enumerate(batch):
+            n = t.tokens.shape[0]
+            tokens[i, :n], pos[i, : n + 1], scale[i, :n] = t.tokens, t.pos_embed, t.scale_ids
+        pin = self.device.type == "cuda"
+        to = lambda x: (x.pin_memory() if pin else x).to(self.device, non_blocking=pin)  # noqa: E731
+        with torch.inference_mode(), self._autocast():
+            logits, features = self.network(
+                to(tokens), to(pos), to(scale), lengths if len(batch) > 1 else None
+            )
+            outputs = self.network.activate(logits)
+            scores = self.to_score(outputs)
+        outputs, scores = outputs.float().cpu(), scores.float().cpu()
+        cls = features[:, :dim].float().cpu().numpy().astype(np.float16)
+        share = (time.perf_counter() - start) / len(batch)
+        return [
+            ScoreResult(
+                score=float(scores[i]),
+                outputs=[float(v) for v in outputs[i]],
+                n_tokens=t.num_tokens,
+                input_size=t.input_size,
+                path=t.path,
+                kept_cells=t.kept_cells_rc(),
+                embedding=cls[i],
+                seconds=share,
+            )
+            for i, t in enumerate(batch)
+        ]
+
+    def to_score(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Map activated outputs to the training set's rating scale."""
+        if self.spec is None:
+            return outputs[..., 0]
+        return self.spec.to_score(outputs)
+
+    def score(self, image: Image.Image) -> ScoreResult:
+        """Score one RGB image."""
+        return self.score_prepared([self.prepare(image)])[0]
+
+    def score_many(self, images: Iterable[Image.Image], batch_size: int = 1) -> Iterator[ScoreResult]:
+        """Score images in order, ``batch_size`` at a time (batching pays off on a GPU)."""
+        pending: list[Tokenized] = []
+        for image in images:
+            pending.append(self.prepare(image))
+            if len(pending) >= batch_size:
+                yield from self.score_prepared(pending)
+                pending = []
+        yield from self.score_prepared(pending)
