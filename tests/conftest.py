@@ -1,0 +1,37 @@
+"""Shared test fixtures: where ../shared lives, and small scorers built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CONFORMANCE = SHARED / "conformance"
+PHOTOS = SHARED / "photos"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared test data sits beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    return _require(CONFORMANCE)
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    return _require(PHOTOS)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Never touch the user's caches or the network: private HF and charm cache dirs, offline."""
+    root = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("HF_HOME", str(root / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CHARM_CACHE_DIR", str(root / "charm-cache"))

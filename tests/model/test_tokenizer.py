@@ -1,0 +1,137 @@
+"""Unit and property tests of the tokenizer on small synthetic inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charmcli.model.tokenizer import CharmTokenizer, PositionTable, _pad_or_crop_28, frequency_metric
+
+
+def table(dim: int = 8, side: int = 37, seed: int = 0) -> PositionTable:
+    g = torch.Generator().manual_seed(seed)
+    return PositionTable(torch.randn(1, 1 + side * side, dim, generator=g))
+
+
+def noise(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_short_path_is_row_major_with_zero_padding():
+    img = noise(30, 45)
+    t = CharmTokenizer(table(), 1025)(img)
+    assert t.path == "short" and t.num_tokens == 1 + 3 * 4
+    assert torch.equal(t.tokens[0], img[:, :14, :14])
+    assert torch.equal(t.tokens[1], img[:, :14, 14:28])
+    last = t.tokens[-1]  # bottom-right: 2 real rows and 3 real columns, the rest zeros
+    assert torch.equal(last[:, :2, :3], img[:, 28:30, 42:45])
+    assert last[:, 2:].abs().sum() == 0 and last[:, :, 3:].abs().sum() == 0
+    assert t.scale_ids.sum() == 0
+
+
+def test_budget_boundary_picks_the_path():
+    # 25 x 41 = 1025 patches -> short; 26 x 41 = 1066 -> multi-scale (budget 1025)
+    tok = CharmTokenizer(table(), 1025)
+    assert tok(noise(25 * 14, 41 * 14)).path == "short"
+    assert tok(noise(25 * 14 + 1, 41 * 14)).path == "multiscale"
+    assert CharmTokenizer(table(), 513)(noise(20 * 14, 26 * 14)).path == "multiscale"
+
+
+def test_pad_or_crop_rule():
+    # W % 28 = 26, H % 28 = 26: crop costs 26*26, pad costs 2*2 -> pad
+    assert _pad_or_crop_28(noise(54, 54)).shape[1:] == (56, 56)
+    # W % 28 = 1, H % 28 = 2: crop 1*2 < pad 27*26 -> crop
+    assert _pad_or_crop_28(noise(58, 57)).shape[1:] == (56, 56)
+    # one side already a multiple counts 1 for both: H=56 (1,1), W=57 -> crop 1*1 vs pad 27*1 -> crop
+    assert _pad_or_crop_28(noise(56, 57)).shape[1:] == (56, 56)
+    # a tie pads: W%28=14 -> crop 14*1 vs pad 14*1
+    assert _pad_or_crop_28(noise(56, 42)).shape[1:] == (56, 56)
+    # never crops an axis to nothing (the official code would crash here)
+    assert _pad_or_crop_28(noise(20, 2801)).shape[1:] == (28, 2828)
+
+
+def test_flat_cells_score_minus_inf_and_ties_keep_highest_indices():
+    assert torch.isinf(frequency_metric(torch.full((1, 3, 28, 28), 0.5))).all()
+    img = torch.full((3, 28 * 20, 28 * 20), 0.3)  # all 400 cells flat -> all -inf, all tied
+    t = CharmTokenizer(table(), 1025)(img)
+    assert t.kept_cells.tolist() == list(range(400 - 64, 400))
+
+
+def test_sharpest_cells_are_kept_and_emitted_last_in_quarters():
+    img = torch.full((3, 28 * 20, 28 * 24), 0.5)
+    sharp = [5, 17, 230, 399]
+    for i, idx in enumerate(sharp):
+        r, c = divmod(idx, 24)
+        img[:, r * 28 : r * 28 + 28, c * 28 : c * 28 + 28] = noise(28, 28, seed=i)
+    t = CharmTokenizer(table(), 1025)(img)
+    assert set(sharp) <= set(t.kept_cells.tolist())
+    n_low = 480 - 64
+    assert t.tokens.shape[0] == n_low + 256 and t.scale_ids[:n_low].sum() == 0 and t.scale_ids[n_low:].all()
+    # kept cells in ascending order, each as TL, TR, BL, BR
+    k = t.kept_cells.tolist().index(230)
+    r, c = divmod(230, 24)
+    cell = img[:, r * 28 : r * 28 + 28, c * 28 : c * 28 + 28]
+    quarters = t.tokens[n_low + 4 * k : n_low + 4 * k + 4]
+    assert torch.equal(quarters[0], cell[:, :14, :14]) and torch.equal(quarters[1], cell[:, :14, 14:])
+    assert torch.equal(quarters[2], cell[:, 14:, :14]) and torch.equal(quarters[3], cell[:, 14:, 14:])
+
+
+def test_high_res_positions_follow_fine_grid_row_major_order():
+    pos = table()
+    img = torch.full((3, 28 * 20, 28 * 24), 0.5)
+    img[:, :28, :56] = noise(28, 56)  # cells 0 and 1 share a row
+    t = CharmTokenizer(pos, 1025)(img)
+    kept = t.kept_cells.tolist()
+    assert kept[:2] == [0, 1]
+    fine = pos.grid(40, 48)
+    # fine-grid row-major: cell0-TL, cell0-TR, cell1-TL, cell1-TR, ... so token 2 (cell0-BL) gets cell1-TL's row
+    n_low = t.tokens.shape[0] - 256
+    assert torch.equal(t.pos_embed[1 + n_low + 2], fine[2])
+    assert torch.equal(t.pos_embed[1 + n_low + 0], fine[0])
+
+
+def test_separable_points_match_full_interpolation():
+    pos = table(dim=4)
+    rows, cols = 150, 130  # > 16384 cells: the separable path
+    idx = torch.tensor([0, 1, 129, 130, 7777, rows * cols - 1])
+    full = torch.nn.functional.interpolate(
+        pos._grid, scale_factor=((rows + 0.1) / 37, (cols + 0.1) / 37), mode="bicubic", align_corners=False
+    )
+    full = full.permute(0, 2, 3, 1).reshape(rows * cols, -1)
+    torch.testing.assert_close(pos.points(rows, cols, idx), full[idx], rtol=0, atol=1e-5)
+
+
+def test_position_table_must_be_square():
+    with pytest.raises(ValueError, match="square"):
+        PositionTable(torch.zeros(1, 1 + 37 * 36, 8))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.one_of(st.integers(1, 80), st.integers(80, 900), st.just(1)),
+    w=st.one_of(st.integers(1, 80), st.integers(80, 900), st.integers(2000, 6000)),
+    budget=st.sampled_from([1025, 769, 513]),
+)
+def test_token_counts_follow_the_formula_of_each_path(h, w, budget):
+    pos = table(dim=4)
+    img = torch.rand(3, h, w)
+    t = CharmTokenizer(pos, budget)(img)
+    assert t.pos_embed.shape == (t.num_tokens, 4)
+    assert t.tokens.shape == (t.num_tokens - 1, 3, 14, 14)
+    assert t.scale_ids.shape == (t.num_tokens - 1,)
+    n14 = math.ceil(h / 14) * math.ceil(w / 14)
+    if n14 <= budget:
+        assert t.path == "short" and t.num_tokens == n14 + 1 and t.scale_ids.sum() == 0
+    else:
+        rows, cols = t.grid28
+        ph, pw = rows * 28, cols * 28
+        assert ph in (h - h % 28, h + (-h) % 28) and pw in (w - w % 28, w + (-w) % 28)
+        k = min(64, rows * cols)
+        assert t.num_tokens == 1 + (rows * cols - k) + 4 * k
+        assert int(t.scale_ids.sum()) == 4 * k
+        assert t.kept_cells.shape == (k,) and bool((t.kept_cells.diff() > 0).all())
+    assert torch.isfinite(t.tokens).all() and torch.isfinite(t.pos_embed).all()
