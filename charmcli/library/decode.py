@@ -60,10 +60,24 @@ DEFAULT_MAX_PIXELS = 2 * 89_478_485
 DRAFT_FACTOR = 2
 
 # Our own max_pixels check replaces Pillow's bomb *warning* (the error still stands), and corrupt
-# EXIF is a reason to ignore the tag, not to print to stderr from worker threads. Installed once
-# at import: warnings.catch_warnings() per call would race between decoding threads.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+# EXIF is a reason to ignore the tag, not to print to stderr from worker threads. These filters
+# are process-wide on purpose: warnings.catch_warnings() per call would race between decoding
+# threads. They are re-checked on every decode because a caller's catch_warnings() block (pytest
+# wraps every test in one) restores the filter list it saw, dropping ours.
+_QUIET = (
+    (Image.DecompressionBombWarning, None),
+    (UserWarning, r"PIL(\.|$)"),
+)
+
+
+def _quiet_pillow_warnings() -> None:
+    present = {(f[0], f[2], getattr(f[3], "pattern", f[3]) or None) for f in warnings.filters}
+    for category, module in _QUIET:
+        if ("ignore", category, module) not in present:
+            warnings.filterwarnings("ignore", category=category, module=module or "")
+
+
+_quiet_pillow_warnings()
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
@@ -189,6 +203,7 @@ def decode_image(
     """
     if max_side < 0:
         raise ValueError("max_side must be >= 0 (0 = native resolution)")
+    _quiet_pillow_warnings()
     digest = hashlib.sha256(data).hexdigest()
     tag = preprocess_tag(exact=exact, max_side=max_side, use_draft=use_draft)
     ext = os.path.splitext(name)[1].lower()
