@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
 import threading
 import xml.etree.ElementTree as ET
@@ -37,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from charmcli.cull._atomic import atomic_write_bytes
 from charmcli.cull.ratings import Rating
+from charmcli.library.atomic import atomic_write_bytes
 
 XMP_NS = "http://ns.adobe.com/xap/1.0/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -256,6 +257,22 @@ def _same_rating(old: str | None, new: str) -> bool:
         return False
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """Atomically replace a sidecar, keeping a symlink a symlink and the file's permission bits.
+
+    The library's atomic writer replaces whatever is at ``path``: a symlinked sidecar (a shared
+    metadata folder) would become a regular file, so the link target is written instead.
+    """
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode: int | None = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    atomic_write_bytes(target, data)
+    if mode is not None and target.stat().st_mode & 0o7777 != mode:
+        os.chmod(target, mode)
+
+
 def read_sidecar(path: str | Path) -> dict[str, str | None]:
     """``{"rating": ..., "label": ...}`` as stored (strings, or None when absent)."""
     text, _bom = _decode(Path(path).read_bytes())
@@ -309,7 +326,7 @@ def update_sidecar(
     if dry_run or not change.changed:
         return change
     data = doc.serialise().encode("utf-8")
-    atomic_write_bytes(path, (b"\xef\xbb\xbf" if bom else b"") + data)
+    _replace(path, (b"\xef\xbb\xbf" if bom else b"") + data)
     return SidecarChange(photo, path, existed, old_rating, new_rating, old_label, new_label, written=True)
 
 

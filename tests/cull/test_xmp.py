@@ -323,3 +323,14 @@ def test_apply_plans_to_copied_library(tmp_path, photos_dir):
         assert exiftool(c.sidecar, "-XMP:Rating")["Rating"] == want
     assert {p: fingerprint(p) for p in paths.values()} == before
     assert not any(c.changed for c in apply_ratings(items))
+
+
+def test_existing_permissions_survive(tmp_path):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x")
+    side = tmp_path / "a.jpg.xmp"
+    side.write_text(ADOBE_SIDECAR)
+    side.chmod(0o640)
+    update_sidecar(photo, rating=1)
+    assert side.stat().st_mode & 0o777 == 0o640
+    assert read_sidecar(side)["rating"] == "1"
