@@ -186,7 +186,7 @@ class _Walker:
         return iter(entries)
 
 
-def iter_files(paths: Iterable[os.PathLike[str] | str]) -> Iterator[ScanEntry | ScanProblem]:
+def iter_files(paths: Iterable[os.PathLike[str] | str | bytes]) -> Iterator[ScanEntry | ScanProblem]:
     """Yield every supported photo under ``paths`` once, in a deterministic order.
 
     Top-level paths are taken in the order given; inside folders entries are sorted by name
@@ -196,7 +196,7 @@ def iter_files(paths: Iterable[os.PathLike[str] | str]) -> Iterator[ScanEntry | 
     """
     walker = _Walker()
     for raw in paths:
-        path = Path(raw).absolute()
+        path = Path(os.fsdecode(raw)).absolute()  # bytes paths (non-UTF-8 argv) work too
         try:
             st = os.stat(path)
         except OSError as exc:

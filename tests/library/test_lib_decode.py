@@ -485,3 +485,26 @@ def test_preprocess_tag_matches_decode() -> None:
     data = _encode(Image.new("RGB", (10, 10)), "PNG")
     for kwargs in ({}, {"exact": True}, {"max_side": 0}, {"max_side": 512, "use_draft": False}):
         assert decode_image(data, **kwargs).preprocess == preprocess_tag(**kwargs)
+
+
+def test_missing_optional_decoders_say_what_to_install(monkeypatch) -> None:
+    monkeypatch.setattr(decode, "HAVE_RAWPY", False)
+    with pytest.raises(DecodeError) as info:
+        decode_image(b"II*\x00" + b"\x00" * 64, name="IMG_1.NEF")
+    assert str(info.value) == "NEF RAW needs rawpy: pip install 'charmcli[raw]'"
+    assert info.value.kind == "missing-dependency"
+    monkeypatch.setattr(decode, "HAVE_HEIF", False)
+    heic_header = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+    assert str(decode._unidentified(heic_header)) == "HEIC needs pillow-heif: pip install 'charmcli[heif]'"
+
+
+def test_threads_give_the_same_results(shared_photos: Path) -> None:
+    """Decoding runs in worker threads: results must not depend on interleaving."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["DSCN0010.jpg", "exif_orientation/landscape_6.jpg", "chelsea_alpha_vignette.png", "BSG1.tiff"]
+    datas = [(shared_photos / n).read_bytes() for n in names] * 4
+    expected = [np.asarray(decode_image(d).image) for d in datas]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda d: np.asarray(decode_image(d).image), datas))
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))

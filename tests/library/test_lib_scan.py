@@ -263,3 +263,22 @@ def test_shared_photo_set_is_found(shared_photos: Path, manifest: dict) -> None:
     expected = {rel for rel in manifest if scan.is_supported(rel)}
     assert found == expected and problems == []
     assert "bad/chelsea.jxl" not in found  # .jxl is not a supported extension
+
+
+def test_bytes_paths_are_accepted(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.jpg")
+    entries, problems = _walk(os.fsencode(tmp_path))
+    assert [e.path.name for e in entries] == ["a.jpg"] and problems == []
+
+
+def test_library_never_imports_torch() -> None:
+    """Architecture rule: the library side hands PIL images over and knows nothing of tensors."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, charmcli.library.scan, charmcli.library.decode, charmcli.library.metadata, "
+        "charmcli.library.export, charmcli.library.atomic; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
