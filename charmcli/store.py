@@ -1,0 +1,612 @@
+"""The score database: every photo seen, every score computed, every file that failed.
+
+Design notes (why it looks like this):
+
+* **Scores are keyed by content, not by path**: ``(sha256, model, checkpoint_id, preprocess)``.
+  A photo that is moved, renamed or copied keeps its score, a different checkpoint or decoding
+  policy never reuses a stale one. ``photos`` maps a path (plus size and mtime) to the sha256 it
+  had when last read, which is what lets an unchanged file be recognised without opening it.
+* **Crash safety over speed**: WAL journal, short write transactions (:class:`BatchWriter` commits
+  every few rows or seconds), so Ctrl-C or SIGKILL loses at most the rows in flight.
+* **Several writers**: every write is an ``INSERT … ON CONFLICT DO UPDATE`` inside ``BEGIN
+  IMMEDIATE`` (which waits on ``busy_timeout`` instead of failing on a lock upgrade), so two runs
+  on one database both finish, with no lost rows and no duplicates.
+* **Ordered migrations** stamped in ``PRAGMA user_version``; opening an older file upgrades it.
+
+This module knows nothing of tensors, images or the CLI: it stores plain values (embeddings
+arrive as float16 bytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+#: Seconds a write waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+#: Columns of ``photos`` that come from EXIF (PhotoMeta field names).
+META_COLUMNS = (
+    "date_taken",
+    "make",
+    "model",
+    "lens",
+    "focal_length",
+    "f_number",
+    "exposure_time",
+    "iso",
+    "orientation",
+)
+PHOTO_COLUMNS = ("path", "size", "mtime_ns", "sha256", "width", "height", *META_COLUMNS, "format")
+SCORE_COLUMNS = (
+    "sha256",
+    "model",
+    "checkpoint_id",
+    "preprocess",
+    "score",
+    "outputs",
+    "n_tokens",
+    "input_width",
+    "input_height",
+    "token_path",
+    "kept_cells",
+    "cell_size",
+    "embedding",
+    "seconds",
+)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used; ``str()`` is one line for the user."""
+
+
+def default_db_path() -> Path:
+    """``$CHARM_DB``, else ``<user data dir>/charm/charm.db`` (platformdirs)."""
+    env = os.environ.get("CHARM_DB")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("charm", appauthor=False)) / "charm.db"
+
+
+def now_iso() -> str:
+    """UTC timestamp with milliseconds; sorts as text."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Execute ``;``-separated DDL one statement at a time.
+
+    ``executescript`` would COMMIT the surrounding ``BEGIN IMMEDIATE`` first, letting a second
+    process migrate the same file concurrently.
+    """
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _m1_initial(conn: sqlite3.Connection) -> None:
+    _run_script(
+        conn,
+        """
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            width INTEGER, height INTEGER,          -- as displayed (EXIF orientation applied)
+            date_taken TEXT, make TEXT, model TEXT, lens TEXT,
+            focal_length REAL, f_number REAL, exposure_time REAL, iso INTEGER, orientation INTEGER,
+            format TEXT,
+            first_seen TEXT NOT NULL, last_seen TEXT NOT NULL
+        );
+        CREATE INDEX photos_sha256 ON photos(sha256);
+        CREATE INDEX photos_date_taken ON photos(date_taken);
+
+        CREATE TABLE scores (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            model TEXT NOT NULL,                    -- Charm training set: aadb, para, ...
+            checkpoint_id TEXT NOT NULL,            -- sha256 of the checkpoint file
+            preprocess TEXT NOT NULL,               -- decode policy tag: max1024, native, exact
+            score REAL NOT NULL,
+            outputs TEXT NOT NULL,                  -- JSON list of floats
+            n_tokens INTEGER,
+            input_width INTEGER, input_height INTEGER,
+            token_path TEXT,                        -- short | multiscale
+            kept_cells TEXT NOT NULL DEFAULT '[]',  -- JSON [[row, col], ...]
+            cell_size INTEGER,
+            embedding BLOB,                         -- float16 CLS vector
+            seconds REAL,
+            scored_at TEXT NOT NULL,
+            UNIQUE (sha256, model, checkpoint_id, preprocess)
+        );
+        CREATE INDEX scores_model_score ON scores(model, score);
+
+        CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            sha256 TEXT,
+            reason TEXT NOT NULL,
+            kind TEXT,
+            size INTEGER, mtime_ns INTEGER,
+            options TEXT,                           -- decode options that failed (retry if changed)
+            failed_at TEXT NOT NULL
+        );
+
+        -- What a checkpoint file hashed to, so a fully cached run needs neither torch nor a hash.
+        CREATE TABLE checkpoints (
+            source TEXT NOT NULL PRIMARY KEY,       -- "file:/abs/path" or "hub:aadb"
+            file TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            checkpoint_id TEXT NOT NULL, model TEXT NOT NULL,
+            seen_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
+#: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhotoRow:
+    """One file as last read. ``meta`` holds :data:`META_COLUMNS` (missing keys = unknown)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScoreRow:
+    """One model's verdict on one file content (no tensors: plain floats and bytes)."""
+
+    sha256: str
+    model: str
+    checkpoint_id: str
+    preprocess: str
+    score: float
+    outputs: list[float]
+    n_tokens: int | None = None
+    input_size: tuple[int, int] | None = None
+    token_path: str | None = None
+    kept_cells: list[tuple[int, int]] = field(default_factory=list)
+    cell_size: int | None = None
+    embedding: bytes | None = None  #: float16 bytes
+    seconds: float | None = None
+
+
+@dataclass
+class FailureRow:
+    path: str
+    reason: str
+    kind: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    options: str | None = None
+
+
+@dataclass
+class TopFilter:
+    """Filters of ``charm top``; ``None`` means "no constraint"."""
+
+    model: str
+    min_score: float | None = None
+    since: str | None = None  #: ISO date prefix, inclusive
+    until: str | None = None  #: ISO date prefix, inclusive (``2023`` = through 2023-12-31)
+    camera: str | None = None  #: substring of "make model", case-insensitive
+    lens: str | None = None
+    folder: str | None = None  #: substring of the parent folder path, case-insensitive
+    paths: Sequence[str] = ()  #: absolute files or folders the photo must be (under)
+
+
+_DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
+
+
+def check_date(text: str) -> str:
+    """Normalise a ``--since/--until`` value (``2023``, ``2023-05``, ``2023-05-31[T12:00]``)."""
+    value = text.strip()
+    if not _DATE_RE.match(value):
+        raise ValueError(f"invalid date {text!r}; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM")
+    return value.replace(" ", "T")
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+class Store:
+    """One SQLite database. Thread-safe: one connection, every statement under a lock.
+
+    Worker threads only do short lookups; the lock costs microseconds and avoids a connection per
+    thread. Transactions are explicit (``isolation_level=None``): reads run in autocommit, writes
+    in ``BEGIN IMMEDIATE`` blocks from :meth:`write`.
+    """
+
+    def __init__(self, path: os.PathLike[str] | str, *, timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
+        try:
+            self.conn = sqlite3.connect(
+                str(path), timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            # A filesystem without shared memory refuses WAL; the rollback journal still works.
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self.lock = threading.RLock()
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Apply pending migrations; re-checked under the write lock so two first runs agree."""
+        try:
+            if self.version >= SCHEMA_VERSION:
+                if self.version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} was written by a newer charm (schema {self.version} > "
+                        f"{SCHEMA_VERSION}); upgrade charm or use another --db"
+                    )
+                return
+            with self.transaction():
+                while (current := self.version) < SCHEMA_VERSION:
+                    MIGRATIONS[current](self.conn)
+                    self.conn.execute(f"PRAGMA user_version = {current + 1}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot use database {self.path}: {exc}") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error), holding the thread lock."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        with self.lock:
+            cursor = self.conn.execute(sql, params)
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            return dict(zip([c[0] for c in cursor.description], row, strict=True))
+
+    def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            cursor = self.conn.execute(sql, params)
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # -- lookups (cheap; called per file) ----------------------------------------------------
+
+    def photo_by_path(self, path: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM photos WHERE path = ?", (path,))
+
+    def photo_by_sha(self, sha256: str) -> dict[str, Any] | None:
+        """Any photo row with this content (for copying dimensions/metadata to a moved file)."""
+        return self._one("SELECT * FROM photos WHERE sha256 = ? ORDER BY last_seen DESC LIMIT 1", (sha256,))
+
+    def score_for(self, sha256: str, model: str, checkpoint_id: str, preprocess: str) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT * FROM scores WHERE sha256 = ? AND model = ? AND checkpoint_id = ? AND preprocess = ?",
+            (sha256, model, checkpoint_id, preprocess),
+        )
+
+    def failure_for(self, path: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM failures WHERE path = ?", (path,))
+
+    def scores_for_sha(self, sha256: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC", (sha256,))
+
+    def latest_score(self, sha256: str, model: str) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT * FROM scores WHERE sha256 = ? AND model = ? ORDER BY scored_at DESC, id DESC LIMIT 1",
+            (sha256, model),
+        )
+
+    # -- checkpoint identity memo ------------------------------------------------------------
+
+    def recall_checkpoint(self, source: str) -> dict[str, Any] | None:
+        """The memo for ``source`` if its file is still there with the same size and mtime."""
+        row = self._one("SELECT * FROM checkpoints WHERE source = ?", (source,))
+        if row is None:
+            return None
+        try:
+            st = os.stat(row["file"])
+        except OSError:
+            return None
+        if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
+            return None
+        return row
+
+    def remember_checkpoint(self, source: str, file: str, checkpoint_id: str, model: str) -> None:
+        try:
+            st = os.stat(file)
+        except OSError:
+            return
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO checkpoints (source, file, size, mtime_ns, checkpoint_id, model, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET file = excluded.file, "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, checkpoint_id = excluded.checkpoint_id, "
+                "model = excluded.model, seen_at = excluded.seen_at",
+                (source, file, st.st_size, st.st_mtime_ns, checkpoint_id, model, now_iso()),
+            )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write(self, ops: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run prepared ``(sql, params)`` operations in one transaction."""
+        with self.transaction() as conn:
+            for sql, params in ops:
+                conn.execute(sql, params)
+
+    @staticmethod
+    def op_photo(row: PhotoRow, when: str | None = None) -> tuple[str, Sequence[Any]]:
+        when = when or now_iso()
+        values = [row.path, row.size, row.mtime_ns, row.sha256, row.width, row.height]
+        values += [row.meta.get(c) for c in META_COLUMNS] + [row.format, when, when]
+        columns = (*PHOTO_COLUMNS, "first_seen", "last_seen")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("path", "first_seen"))
+        sql = (
+            f"INSERT INTO photos ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT(path) DO UPDATE SET {updates}"
+        )
+        return sql, values
+
+    @staticmethod
+    def op_seen(path: str, when: str | None = None) -> tuple[str, Sequence[Any]]:
+        return "UPDATE photos SET last_seen = ? WHERE path = ?", (when or now_iso(), path)
+
+    @staticmethod
+    def op_score(row: ScoreRow, when: str | None = None) -> tuple[str, Sequence[Any]]:
+        w, h = row.input_size or (None, None)
+        values = [
+            row.sha256,
+            row.model,
+            row.checkpoint_id,
+            row.preprocess,
+            float(row.score),
+            json.dumps([float(v) for v in row.outputs]),
+            row.n_tokens,
+            w,
+            h,
+            row.token_path,
+            json.dumps([[int(r), int(c)] for r, c in row.kept_cells]),
+            row.cell_size,
+            row.embedding,
+            row.seconds,
+            when or now_iso(),
+        ]
+        columns = (*SCORE_COLUMNS, "scored_at")
+        key = ("sha256", "model", "checkpoint_id", "preprocess")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        sql = (
+            f"INSERT INTO scores ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+        return sql, values
+
+    @staticmethod
+    def op_failure(row: FailureRow, when: str | None = None) -> tuple[str, Sequence[Any]]:
+        columns = ("path", "sha256", "reason", "kind", "size", "mtime_ns", "options", "failed_at")
+        values = [row.path, row.sha256, row.reason, row.kind, row.size, row.mtime_ns, row.options]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "path")
+        sql = (
+            f"INSERT INTO failures ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT(path) DO UPDATE SET {updates}"
+        )
+        return sql, [*values, when or now_iso()]
+
+    @staticmethod
+    def op_clear_failure(path: str) -> tuple[str, Sequence[Any]]:
+        return "DELETE FROM failures WHERE path = ?", (path,)
+
+    @staticmethod
+    def op_drop_photo(path: str) -> tuple[str, Sequence[Any]]:
+        """A file that changed and now fails no longer has the content its row describes."""
+        return "DELETE FROM photos WHERE path = ?", (path,)
+
+    # -- queries for the CLI -----------------------------------------------------------------
+
+    def models_scored(self) -> list[tuple[str, int]]:
+        """Models with scores, most photos first."""
+        rows = self._all(
+            "SELECT s.model AS model, COUNT(DISTINCT p.path) AS n FROM scores s "
+            "JOIN photos p ON p.sha256 = s.sha256 GROUP BY s.model ORDER BY n DESC, s.model"
+        )
+        return [(r["model"], r["n"]) for r in rows]
+
+    def iter_ranked(self, flt: TopFilter) -> Iterator[dict[str, Any]]:
+        """Photos with their latest score for ``flt.model``, best first (ties: by path).
+
+        The latest score per content wins when a photo was scored under several checkpoints or
+        decode policies. Filters other than ``folder`` run in SQL; rows stream, so callers can
+        stop after N (and skip files that have vanished) without loading the whole library.
+        """
+        where = ["l.rn = 1"]
+        params: dict[str, Any] = {"model": flt.model}
+        if flt.min_score is not None:
+            where.append("l.score >= :min_score")
+            params["min_score"] = flt.min_score
+        if flt.since:
+            where.append("p.date_taken >= :since")
+            params["since"] = check_date(flt.since)
+        if flt.until:
+            until = check_date(flt.until)
+            where.append("substr(p.date_taken, 1, :until_len) <= :until")
+            params.update(until=until, until_len=len(until))
+        if flt.camera:
+            where.append("instr(lower(coalesce(p.make, '') || ' ' || coalesce(p.model, '')), lower(:camera)) > 0")
+            params["camera"] = flt.camera
+        if flt.lens:
+            where.append("instr(lower(coalesce(p.lens, '')), lower(:lens)) > 0")
+            params["lens"] = flt.lens
+        if flt.paths:
+            alternatives = []
+            for i, prefix in enumerate(flt.paths):
+                exact, under = f"p{i}", f"u{i}"
+                params[exact] = prefix.rstrip(os.sep) or os.sep
+                params[under] = params[exact].rstrip(os.sep) + os.sep
+                alternatives.append(f"p.path = :{exact} OR substr(p.path, 1, length(:{under})) = :{under}")
+            where.append("(" + " OR ".join(alternatives) + ")")
+        sql = f"""
+            WITH l AS (
+                SELECT s.*, ROW_NUMBER() OVER (
+                    PARTITION BY s.sha256 ORDER BY s.scored_at DESC, s.id DESC) AS rn
+                FROM scores s WHERE s.model = :model
+            )
+            SELECT p.*, l.score AS score, l.model AS charm_model, l.checkpoint_id AS checkpoint_id,
+                   l.preprocess AS preprocess, l.scored_at AS scored_at
+            FROM photos p JOIN l ON l.sha256 = p.sha256
+            WHERE {" AND ".join(where)}
+            ORDER BY l.score DESC, p.path
+        """
+        folder = flt.folder.lower() if flt.folder else None
+        with self.lock:
+            cursor = self.conn.execute(sql, params)
+            names = [c[0] for c in cursor.description]
+            rows = cursor.fetchall()  # fetched under the lock; filtering below is lock-free
+        for raw in rows:
+            row = dict(zip(names, raw, strict=True))
+            if folder is not None and folder not in os.path.dirname(row["path"]).lower():
+                continue
+            yield row
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for ``charm stats``."""
+        one = lambda sql: self._one(sql)  # noqa: E731
+        photos = one("SELECT COUNT(*) AS n, COUNT(DISTINCT sha256) AS unique_content FROM photos") or {}
+        per_model = self._all(
+            """
+            SELECT s.model AS model, COUNT(DISTINCT s.sha256) AS contents,
+                   COUNT(DISTINCT s.checkpoint_id) AS checkpoints,
+                   COUNT(DISTINCT s.preprocess) AS preprocess_policies,
+                   (SELECT COUNT(*) FROM photos p WHERE p.sha256 IN
+                        (SELECT sha256 FROM scores s2 WHERE s2.model = s.model)) AS photos,
+                   AVG(s.score) AS mean_score, MIN(s.score) AS min_score, MAX(s.score) AS max_score,
+                   MAX(s.scored_at) AS last_scored
+            FROM scores s GROUP BY s.model ORDER BY s.model
+            """
+        )
+        failures = self._all("SELECT path, reason, kind, size, mtime_ns, failed_at FROM failures ORDER BY path")
+        return {
+            "db": str(self.path),
+            "schema_version": self.version,
+            "photos": photos.get("n", 0),
+            "unique_content": photos.get("unique_content", 0),
+            "scores": (one("SELECT COUNT(*) AS n FROM scores") or {}).get("n", 0),
+            "models": per_model,
+            "failures": failures,
+        }
+
+    def stale_rows(self, under: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+        """Paths in ``photos`` and ``failures`` whose file no longer exists (optionally under paths)."""
+
+        def wanted(path: str) -> bool:
+            if not under:
+                return True
+            return any(path == u or path.startswith(u.rstrip(os.sep) + os.sep) for u in under)
+
+        photos = [r["path"] for r in self._all("SELECT path FROM photos ORDER BY path")]
+        failures = [r["path"] for r in self._all("SELECT path FROM failures ORDER BY path")]
+        gone = lambda p: wanted(p) and not os.path.lexists(p)  # noqa: E731
+        return [p for p in photos if gone(p)], [p for p in failures if gone(p)]
+
+    def forget(self, photo_paths: Sequence[str], failure_paths: Sequence[str]) -> None:
+        """Drop rows by path. Scores stay: they are keyed by content and reused if it reappears."""
+        ops = [("DELETE FROM photos WHERE path = ?", (p,)) for p in photo_paths]
+        ops += [("DELETE FROM failures WHERE path = ?", (p,)) for p in failure_paths]
+        for start in range(0, len(ops), 500):
+            self.write(ops[start : start + 500])
+
+
+class BatchWriter:
+    """Queue write operations and commit them every ``max_ops`` rows or ``max_seconds``.
+
+    Small transactions keep a crash from losing more than the last batch and let another process
+    interleave its writes; :meth:`flush` (also on ``close``) commits whatever is pending.
+    """
+
+    def __init__(self, store: Store, *, max_ops: int = 64, max_seconds: float = 2.0) -> None:
+        self.store = store
+        self.max_ops = max_ops
+        self.max_seconds = max_seconds
+        self.pending: list[tuple[str, Sequence[Any]]] = []
+        self.commits = 0
+        self.seconds = 0.0
+        self._last = time.monotonic()
+
+    def add(self, *ops: tuple[str, Sequence[Any]]) -> None:
+        self.pending.extend(ops)
+        if len(self.pending) >= self.max_ops or time.monotonic() - self._last >= self.max_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last = time.monotonic()
+        if not self.pending:
+            return
+        ops, self.pending = self.pending, []
+        start = time.perf_counter()
+        self.store.write(ops)
+        self.seconds += time.perf_counter() - start
+        self.commits += 1
+
+
+def open_store(path: os.PathLike[str] | str | None = None) -> Store:
+    """Open (creating and migrating as needed) the database at ``path`` or the default one."""
+    return Store(path if path is not None else default_db_path())
