@@ -1,0 +1,604 @@
+"""Score a stream of files against the store: cached → skip, known content → reuse, else decode + score.
+
+The orchestration lives here, not in the CLI, so it can be driven and tested without a terminal
+and rendered any way (rich progress, JSON lines, a compare table). It yields one
+:class:`FileEvent` per input, in input order.
+
+How one run flows:
+
+1. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
+   path, size and mtime gives the sha256, and a score for (sha256, model, checkpoint,
+   preprocess) means *cached*. A recorded failure with the same size/mtime/options is reported
+   again without retrying (``retry_failed`` overrides).
+2. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
+   the next files overlaps the network on this one): read the bytes once, hash them; if that
+   content already has a score (a moved, renamed or copied file) reuse it without decoding;
+   else decode, read EXIF from the same bytes and tokenize (``Scorer.prepare`` is thread-safe).
+3. **The network runs in the main thread**, in batches, then rows go to the store through a
+   :class:`~charmcli.store.BatchWriter` (small transactions: an interrupt loses only what is in
+   flight).
+
+The model is loaded lazily: a run whose files are all cached needs neither torch nor the
+checkpoint, as long as the checkpoint's identity is remembered in the store (it is after the
+first load). Per-file problems become ``error`` events; only an unusable model stops a run
+(:class:`FatalError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from charmcli.library.decode import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    DecodeError,
+    decode_image,
+    preprocess_tag,
+    read_bytes,
+)
+from charmcli.library.metadata import PhotoMeta, read_metadata
+from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
+from charmcli.store import META_COLUMNS, BatchWriter, FailureRow, PhotoRow, ScoreRow, Store
+
+if TYPE_CHECKING:  # torch is imported only when a file really needs the network
+    from charmcli.model import Scorer
+
+Status = Literal["scored", "cached", "error"]
+DEFAULT_MODEL = "aadb"  # mirrors charmcli.model.DEFAULT_MODEL without importing torch
+
+
+class FatalError(Exception):
+    """The run cannot go on (model unavailable, bad checkpoint); ``str()`` is one line."""
+
+
+@dataclass
+class ScoreOptions:
+    """What to score with and how to decode; ``preprocess`` goes into the cache key."""
+
+    model: str = DEFAULT_MODEL
+    model_given: bool = False  #: the user named the model (else a checkpoint's own name wins)
+    checkpoint: Path | None = None
+    pos_embed: Path | None = None
+    device: str = "auto"
+    exact: bool = False
+    max_side: int = 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    rescore: bool = False
+    retry_failed: bool = False
+    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    batch_size: int | None = None  #: None: 8 on CUDA, 1 on CPU
+
+    @property
+    def preprocess(self) -> str:
+        return preprocess_tag(exact=self.exact, max_side=self.max_side)
+
+    @property
+    def failure_options(self) -> str:
+        """Decode options a failure depends on: a failure under other options is retried."""
+        return f"{self.preprocess};max_pixels={self.max_pixels}"
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from, the key of the checkpoint-identity memo."""
+        if self.checkpoint is not None:
+            return "file:" + os.path.abspath(self.checkpoint)
+        return "hub:" + self.model.lower()
+
+
+@dataclass
+class FileEvent:
+    """What happened to one input; the CLI renders these."""
+
+    path: str  #: absolute
+    status: Status
+    score: float | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    reused: bool = False  #: cached through the content hash (moved/renamed/copied file)
+    seconds: float = 0.0  #: network time (0 for cached)
+
+    def to_json(self, model: str | None) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "score": self.score,
+            "model": model,
+            "error": self.error,
+            "width": self.width,
+            "height": self.height,
+            "warnings": list(self.warnings),
+            "sha256": self.sha256,
+            "reused": self.reused,
+        }
+
+
+@dataclass
+class Summary:
+    scored: int = 0
+    cached: int = 0
+    reused: int = 0  #: of ``cached``: found by content hash
+    failed: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def count(self, event: FileEvent) -> None:
+        if event.status == "scored":
+            self.scored += 1
+        elif event.status == "cached":
+            self.cached += 1
+            self.reused += event.reused
+        else:
+            self.failed += 1
+
+    @property
+    def total(self) -> int:
+        return self.scored + self.cached + self.failed
+
+
+class Profile:
+    """Seconds and counts per stage, summed over threads (so stages can overlap wall time)."""
+
+    STAGES = ("scan", "lookup", "read", "hash", "decode", "metadata", "tokenize", "load model", "network", "store")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float, n: int = 1) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+            self.counts[stage] = self.counts.get(stage, 0) + n
+
+    def timer(self, stage: str) -> _Timer:
+        return _Timer(self, stage)
+
+    def rows(self) -> list[tuple[str, float, int]]:
+        order = {name: i for i, name in enumerate(self.STAGES)}
+        names = sorted(self.seconds, key=lambda s: order.get(s, len(order)))
+        return [(name, self.seconds[name], self.counts.get(name, 0)) for name in names]
+
+
+class _Timer:
+    def __init__(self, profile: Profile, stage: str) -> None:
+        self.profile, self.stage = profile, stage
+
+    def __enter__(self) -> _Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.profile.add(self.stage, time.perf_counter() - self.start)
+
+
+def scan(paths: Iterable[os.PathLike[str] | str], profile: Profile | None = None) -> list[ScanEntry | ScanProblem]:
+    """The whole walk up front (stat only, fast): the progress bar then knows its total."""
+    start = time.perf_counter()
+    items = list(iter_files(paths))
+    if profile is not None:
+        profile.add("scan", time.perf_counter() - start, len(items))
+    return items
+
+
+# -- the model, loaded on demand ----------------------------------------------------------------
+
+
+class ModelHandle:
+    """The scorer's identity (name, checkpoint_id) and the scorer itself, loaded at most once.
+
+    The identity comes from the store's memo when the checkpoint file is unchanged, so a fully
+    cached run never imports torch. Loading is thread-safe (the first decode worker that needs
+    the model loads it; the others wait) and a load failure is remembered and re-raised.
+    """
+
+    def __init__(self, options: ScoreOptions, store: Store, profile: Profile | None = None) -> None:
+        self.options = options
+        self.store = store
+        self.profile = profile or Profile()
+        self._scorer: Scorer | None = None
+        self._error: FatalError | None = None
+        self._lock = threading.Lock()
+        self.name: str | None = None
+        self.checkpoint_id: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._scorer is not None
+
+    def identity(self) -> tuple[str, str]:
+        """(model name, checkpoint sha256) for cache lookups; loads the model if not memoised."""
+        if self.name is None or self.checkpoint_id is None:
+            memo = None if self.options.rescore else self.store.recall_checkpoint(self.options.source)
+            wanted = self.options.model.lower() if self.options.model_given else None
+            if memo is not None and (wanted is None or memo["model"] == wanted):
+                self.name, self.checkpoint_id = memo["model"], memo["checkpoint_id"]
+            else:
+                self.get()
+        assert self.name is not None and self.checkpoint_id is not None
+        return self.name, self.checkpoint_id
+
+    def get(self) -> Scorer:
+        """The loaded scorer (loading it now if needed); :class:`FatalError` if impossible."""
+        with self._lock:
+            if self._scorer is not None:
+                return self._scorer
+            if self._error is not None:
+                raise self._error
+            start = time.perf_counter()
+            try:
+                scorer, weights_file = self._load()
+            except FatalError as exc:
+                self._error = exc
+                raise
+            self.profile.add("load model", time.perf_counter() - start)
+            if self.checkpoint_id is not None and (scorer.name, scorer.checkpoint_id) != (
+                self.name,
+                self.checkpoint_id,
+            ):
+                # The memo was stale (file replaced with identical size+mtime): refuse to mix keys.
+                self._error = FatalError(
+                    "the checkpoint changed while it was in use; run the command again"
+                )
+                raise self._error
+            self.name, self.checkpoint_id = scorer.name, scorer.checkpoint_id
+            if weights_file is not None:
+                self.store.remember_checkpoint(
+                    self.options.source, str(weights_file), scorer.checkpoint_id, scorer.name
+                )
+            self._scorer = scorer
+            return scorer
+
+    def _load(self) -> tuple[Scorer, Path | None]:
+        opts = self.options
+        try:
+            from charmcli.model import CheckpointError, ModelUnavailableError, Scorer
+            from charmcli.model.registry import cached_file, get_spec
+        except ImportError as exc:  # pragma: no cover - broken installation
+            raise FatalError(f"cannot import the Charm engine: {exc}") from None
+        try:
+            if opts.checkpoint is not None:
+                scorer = Scorer.from_files(
+                    opts.checkpoint,
+                    opts.pos_embed,
+                    name=opts.model if opts.model_given else None,
+                    device=opts.device,
+                )
+                return scorer, Path(opts.checkpoint).absolute()
+            scorer = Scorer.from_pretrained(opts.model, device=opts.device)
+            return scorer, cached_file(get_spec(opts.model).filename)
+        except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
+            raise FatalError(" ".join(str(exc).split()) or type(exc).__name__) from None
+
+
+# -- work items ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Done:
+    event: FileEvent
+
+
+@dataclass
+class _Prepared:
+    """A decoded, tokenized file waiting for the network."""
+
+    entry: ScanEntry
+    decoded: DecodedImage
+    meta: PhotoMeta
+    tokens: Any
+    event: FileEvent | None = None
+
+
+@dataclass
+class _Reuse:
+    """Known content at a new path: store the path, keep the score."""
+
+    entry: ScanEntry
+    sha256: str
+    score: dict[str, Any]
+    like: dict[str, Any] | None  #: a photos row with the same content (dims + EXIF to copy)
+    decoded: DecodedImage | None = None
+    meta: PhotoMeta | None = None
+
+
+@dataclass
+class _Failed:
+    entry: ScanEntry
+    reason: str
+    kind: str
+    sha256: str | None = None
+
+
+@dataclass
+class _Fatal:
+    error: FatalError
+
+
+_Outcome = _Prepared | _Reuse | _Failed | _Fatal
+
+
+class Pipeline:
+    """One scoring run over a list of scan items. Iterate :meth:`run`; read :attr:`summary`."""
+
+    def __init__(
+        self,
+        store: Store,
+        options: ScoreOptions,
+        *,
+        profile: Profile | None = None,
+        writer: BatchWriter | None = None,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.profile = profile or Profile()
+        self.model = ModelHandle(options, store, self.profile)
+        self.writer = writer or BatchWriter(store)
+        self.summary = Summary()
+
+    # -- public ------------------------------------------------------------------------------
+
+    def run(self, items: Sequence[ScanEntry | ScanProblem]) -> Iterator[FileEvent]:
+        """Yield one event per item, in order. Ctrl-C: pending rows are committed, then it stops.
+
+        A KeyboardInterrupt raised while the caller handles an event reaches the caller; closing
+        the generator (``close()``, or leaving a ``for`` loop by an exception) still commits.
+        """
+        start = time.perf_counter()
+        self.model.identity()  # FatalError here means nothing was attempted
+        opts = self.options
+        inflight = max(2, opts.workers * 2)
+        pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="charm-decode")
+        window: deque[_Done | tuple[ScanEntry, Future[_Outcome]]] = deque()
+        ready: list[_Done | _Prepared] = []
+        try:
+            for item in items:
+                if isinstance(item, ScanProblem):
+                    window.append(_Done(FileEvent(_abs(item.path), "error", error=item.reason)))
+                else:
+                    with self.profile.timer("lookup"):
+                        quick = self._by_path(item)
+                    if quick is not None:
+                        window.append(_Done(quick))
+                    else:
+                        window.append((item, pool.submit(self._work, item)))
+                while window and (len(window) > inflight or isinstance(window[0], _Done)):
+                    yield from self._advance(window.popleft(), ready, final=False)
+            while window:
+                yield from self._advance(window.popleft(), ready, final=not window)
+            yield from self._flush_ready(ready)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            with self.profile.timer("store"):
+                self.writer.flush()
+            self.summary.seconds = time.perf_counter() - start
+
+    # -- main-thread steps -------------------------------------------------------------------
+
+    def _key(self, sha256: str) -> tuple[str, str, str, str]:
+        name, checkpoint_id = self.model.identity()
+        return sha256, name, checkpoint_id, self.options.preprocess
+
+    def _by_path(self, entry: ScanEntry) -> FileEvent | None:
+        """Cached or known-failed without opening the file; ``None`` = needs reading."""
+        path = _abs(entry.path)
+        row = self.store.photo_by_path(path)
+        unchanged = row is not None and row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns
+        if unchanged and not self.options.rescore:
+            found = self.store.score_for(*self._key(row["sha256"]))  # type: ignore[index]
+            if found is not None:
+                self.writer.add(self.store.op_seen(path))
+                return FileEvent(
+                    path, "cached", score=found["score"], width=row["width"], height=row["height"],  # type: ignore[index]
+                    sha256=row["sha256"],  # type: ignore[index]
+                )  # fmt: skip
+        if not self.options.retry_failed:
+            failure = self.store.failure_for(path)
+            if (
+                failure is not None
+                and failure["size"] == entry.size
+                and failure["mtime_ns"] == entry.mtime_ns
+                and failure["options"] == self.options.failure_options
+            ):
+                reason = f"{failure['reason']} (unchanged since it failed; --retry-failed tries again)"
+                return FileEvent(path, "error", error=reason, sha256=failure["sha256"])
+        return None
+
+    def _advance(
+        self, head: _Done | tuple[ScanEntry, Future[_Outcome]], ready: list[_Done | _Prepared], *, final: bool
+    ) -> Iterator[FileEvent]:
+        if isinstance(head, _Done):
+            ready.append(head)
+        else:
+            _entry, future = head
+            outcome = future.result()
+            if isinstance(outcome, _Fatal):
+                raise outcome.error
+            if isinstance(outcome, _Prepared):
+                ready.append(outcome)
+            else:
+                ready.append(_Done(self._finish(outcome)))
+        pending = sum(isinstance(r, _Prepared) for r in ready)
+        if pending == 0 or pending >= self._batch_size() or final:
+            yield from self._flush_ready(ready)
+
+    def _batch_size(self) -> int:
+        if self.options.batch_size:
+            return self.options.batch_size
+        if not self.model.loaded:
+            return 1
+        return 8 if self.model.get().device.type == "cuda" else 1
+
+    def _flush_ready(self, ready: list[_Done | _Prepared]) -> Iterator[FileEvent]:
+        batch = [r for r in ready if isinstance(r, _Prepared)]
+        if batch:
+            self._score(batch)
+        items = list(ready)
+        ready.clear()
+        for item in items:
+            event = item.event
+            assert event is not None
+            self.summary.count(event)
+            yield event
+
+    def _score(self, batch: list[_Prepared]) -> None:
+        """Run the network on a batch (one by one if the batch fails) and queue the rows."""
+        scorer = self.model.get()
+        start = time.perf_counter()
+        try:
+            results = scorer.score_prepared([p.tokens for p in batch])
+        except Exception:
+            if len(batch) == 1:
+                results = [None]
+            else:
+                for p in batch:
+                    self._score([p])
+                return
+        finally:
+            self.profile.add("network", time.perf_counter() - start, len(batch))
+        name, checkpoint_id = self.model.identity()
+        for prepared, result in zip(batch, results, strict=True):
+            entry, decoded = prepared.entry, prepared.decoded
+            path = _abs(entry.path)
+            if result is None:
+                prepared.event = self._finish(_Failed(entry, "the model failed on this image", "model", decoded.sha256))
+                continue
+            embedding = None if result.embedding is None else result.embedding.astype("float16").tobytes()
+            row = ScoreRow(
+                sha256=decoded.sha256,
+                model=name,
+                checkpoint_id=checkpoint_id,
+                preprocess=decoded.preprocess,
+                score=result.score,
+                outputs=result.outputs,
+                n_tokens=result.n_tokens,
+                input_size=tuple(result.input_size),  # type: ignore[arg-type]
+                token_path=getattr(result, "path", None),
+                kept_cells=[tuple(c) for c in result.kept_cells],  # type: ignore[misc]
+                cell_size=getattr(result, "cell_size", None),
+                embedding=embedding,
+                seconds=result.seconds,
+            )
+            self._queue(
+                self.store.op_photo(_photo_row(entry, decoded.sha256, decoded, prepared.meta, None)),
+                self.store.op_score(row),
+                self.store.op_clear_failure(path),
+            )
+            prepared.event = FileEvent(
+                path, "scored", score=result.score, warnings=list(decoded.warnings), width=decoded.width,
+                height=decoded.height, sha256=decoded.sha256, seconds=result.seconds,
+            )  # fmt: skip
+
+    def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
+        """Queue the rows of a non-network outcome and describe it."""
+        path = _abs(outcome.entry.path)
+        if isinstance(outcome, _Reuse):
+            photo = _photo_row(outcome.entry, outcome.sha256, outcome.decoded, outcome.meta, outcome.like)
+            self._queue(self.store.op_photo(photo), self.store.op_clear_failure(path))
+            warnings = list(outcome.decoded.warnings) if outcome.decoded else []
+            return FileEvent(
+                path, "cached", score=outcome.score["score"], width=photo.width, height=photo.height,
+                sha256=outcome.sha256, reused=True, warnings=warnings,
+            )  # fmt: skip
+        entry = outcome.entry
+        failure = FailureRow(
+            path, outcome.reason, outcome.kind, outcome.sha256, entry.size, entry.mtime_ns,
+            self.options.failure_options,
+        )  # fmt: skip
+        ops = [self.store.op_failure(failure)]
+        old = self.store.photo_by_path(path)
+        if old is not None and (old["size"], old["mtime_ns"]) != (entry.size, entry.mtime_ns):
+            ops.append(self.store.op_drop_photo(path))  # its row describes content that is gone
+        self._queue(*ops)
+        return FileEvent(path, "error", error=outcome.reason, sha256=outcome.sha256)
+
+    def _queue(self, *ops: tuple[str, Sequence[Any]]) -> None:
+        start = time.perf_counter()
+        self.writer.add(*ops)
+        self.profile.add("store", time.perf_counter() - start, 0)
+
+    # -- worker thread -----------------------------------------------------------------------
+
+    def _work(self, entry: ScanEntry) -> _Outcome:
+        """Read once, hash, reuse known content or decode + EXIF + tokenize. Never raises."""
+        opts, profile = self.options, self.profile
+        sha: str | None = None
+        try:
+            with profile.timer("read"):
+                data = read_bytes(entry.path)
+            with profile.timer("hash"):
+                sha = hashlib.sha256(data).hexdigest()
+            known = None
+            like = None
+            if not opts.rescore:
+                with profile.timer("lookup"):
+                    known = self.store.score_for(*self._key(sha))
+                    like = self.store.photo_by_sha(sha) if known is not None else None
+                if known is not None and like is not None:
+                    return _Reuse(entry, sha, known, like)
+            with profile.timer("decode"):
+                decoded = decode_image(
+                    data, name=os.fsdecode(entry.path), exact=opts.exact, max_side=opts.max_side,
+                    max_pixels=opts.max_pixels,
+                )  # fmt: skip
+            with profile.timer("metadata"):
+                meta = read_metadata(data)
+            del data
+            if known is not None:  # content scored before, but no photo row to copy from
+                return _Reuse(entry, sha, known, None, decoded, meta)
+            scorer = self.model.get()
+            with profile.timer("tokenize"):
+                tokens = scorer.prepare(decoded.image)
+            return _Prepared(entry, decoded, meta, tokens)
+        except DecodeError as exc:
+            return _Failed(entry, str(exc), exc.kind, sha)
+        except FatalError as exc:
+            return _Fatal(exc)
+        except MemoryError:
+            return _Failed(entry, "out of memory; lower --max-pixels or --workers", "too-large", sha)
+        except Exception as exc:  # one bad file never stops the run
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            return _Failed(entry, f"unexpected error: {type(exc).__name__}: {message}"[:300], "internal")
+
+
+def _abs(path: os.PathLike[str] | str) -> str:
+    return os.fsdecode(os.path.abspath(path))
+
+
+def _photo_row(
+    entry: ScanEntry,
+    sha256: str,
+    decoded: DecodedImage | None,
+    meta: PhotoMeta | None,
+    like: dict[str, Any] | None,
+) -> PhotoRow:
+    """A photos row from a fresh decode, or copied from another row with the same content."""
+    if decoded is not None:
+        values = meta.to_dict() if meta is not None else {}
+        return PhotoRow(
+            _abs(entry.path), entry.size, entry.mtime_ns, sha256, decoded.width, decoded.height,
+            decoded.format, {c: values.get(c) for c in META_COLUMNS},
+        )  # fmt: skip
+    assert like is not None
+    return PhotoRow(
+        _abs(entry.path), entry.size, entry.mtime_ns, sha256, like["width"], like["height"], like["format"],
+        {c: like.get(c) for c in META_COLUMNS},
+    )  # fmt: skip
+
+
+def describe(path: os.PathLike[str] | str) -> str:
+    """A path as one printable line (re-exported for renderers)."""
+    return display_path(path)
