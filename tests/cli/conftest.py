@@ -1,0 +1,108 @@
+"""CLI test fixtures: a private database, the 2-layer conformance checkpoint, small photo folders."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from charmcli.cli import app
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+CONFORMANCE = SHARED / "conformance"
+PHOTOS = SHARED / "photos"
+
+
+@pytest.fixture(autouse=True)
+def _private_db(tmp_path) -> Iterator[Path]:
+    """Every test gets its own database (never the user's), via the same env var users have.
+
+    A private MonkeyPatch, so a test calling ``monkeypatch.undo()`` cannot drop it; the data dir
+    is redirected too, as a second guard for code paths that ignore ``CHARM_DB``.
+    """
+    db = tmp_path / "charm.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHARM_DB", str(db))
+        mp.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+        yield db
+
+
+@pytest.fixture
+def db(_private_db) -> Path:
+    return _private_db
+
+
+@pytest.fixture(scope="session")
+def model_args() -> list[str]:
+    """Score with the small official-format checkpoint (random weights, deterministic, fast)."""
+    ckpt, pos = CONFORMANCE / "checkpoints" / "aadb_charm.pth", CONFORMANCE / "dino_small_pos.pt"
+    if not ckpt.is_file() or not pos.is_file():
+        pytest.skip(f"{CONFORMANCE} is absent (the shared test data sits beside the repository)")
+    return ["--checkpoint", str(ckpt), "--pos-embed", str(pos), "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    if not (PHOTOS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"{PHOTOS} is absent (the shared test data sits beside the repository)")
+    return PHOTOS
+
+
+@pytest.fixture
+def cli() -> Callable[..., object]:
+    """``cli("score", path, ...)`` → click Result with separate ``stdout`` and ``stderr``."""
+    runner = CliRunner()
+
+    def invoke(*args: object, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
+
+
+def make_photo(
+    path: Path,
+    *,
+    seed: int,
+    size: tuple[int, int] = (96, 64),
+    date: str | None = None,
+    make: str | None = None,
+    model: str | None = None,
+    lens: str | None = None,
+) -> Path:
+    """A small JPEG with distinct pixels and optional EXIF (date, camera, lens)."""
+    w, h = size
+    image = Image.new("RGB", size)
+    image.putdata([((x * 7 + seed * 53) % 256, (y * 11 + seed * 29) % 256, (x * y + seed * 97) % 256)
+                   for y in range(h) for x in range(w)])  # fmt: skip
+    exif = Image.Exif()
+    if make:
+        exif[0x010F] = make
+    if model:
+        exif[0x0110] = model
+    sub = exif.get_ifd(0x8769)
+    if date:
+        sub[0x9003] = date  # DateTimeOriginal, "YYYY:MM:DD HH:MM:SS"
+    if lens:
+        sub[0xA434] = lens  # LensModel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, "JPEG", quality=90, exif=exif)
+    return path
+
+
+@pytest.fixture
+def library(tmp_path, shared_photos) -> Path:
+    """Five generated photos with EXIF in two folders, plus three real ones from shared/photos."""
+    root = tmp_path / "lib"
+    make_photo(root / "2023" / "a.jpg", seed=1, date="2023:05:01 10:00:00", make="Canon", model="Canon EOS R5", lens="RF 50mm F1.8")
+    make_photo(root / "2023" / "b.jpg", seed=2, date="2023:12:31 23:59:59", make="NIKON", model="D750")
+    make_photo(root / "2024" / "c.jpg", seed=3, date="2024:01:01 00:00:00", make="Canon", model="EOS 5D")
+    make_photo(root / "2024" / "d.jpg", seed=4, size=(64, 96))
+    make_photo(root / "misc" / "e.jpg", seed=5, size=(120, 80))
+    (root / "real").mkdir()
+    for name in ("DSCN0010.jpg", "FujiFilm DS-7 (1).jpg", "exif_orientation/landscape_6.jpg"):
+        shutil.copy2(shared_photos / name, root / "real" / Path(name).name)
+    return root
