@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from cli_helpers import make_photo
 from typer.testing import CliRunner
 
 from charmcli.cli import app
@@ -61,36 +61,6 @@ def cli() -> Callable[..., object]:
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
     return invoke
-
-
-def make_photo(
-    path: Path,
-    *,
-    seed: int,
-    size: tuple[int, int] = (96, 64),
-    date: str | None = None,
-    make: str | None = None,
-    model: str | None = None,
-    lens: str | None = None,
-) -> Path:
-    """A small JPEG with distinct pixels and optional EXIF (date, camera, lens)."""
-    w, h = size
-    image = Image.new("RGB", size)
-    image.putdata([((x * 7 + seed * 53) % 256, (y * 11 + seed * 29) % 256, (x * y + seed * 97) % 256)
-                   for y in range(h) for x in range(w)])  # fmt: skip
-    exif = Image.Exif()
-    if make:
-        exif[0x010F] = make
-    if model:
-        exif[0x0110] = model
-    sub = exif.get_ifd(0x8769)
-    if date:
-        sub[0x9003] = date  # DateTimeOriginal, "YYYY:MM:DD HH:MM:SS"
-    if lens:
-        sub[0xA434] = lens  # LensModel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, "JPEG", quality=90, exif=exif)
-    return path
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_export_symlink_and_link(cli, scored, tmp_path):
 
 
 def test_compare_uses_the_cache_and_scores_new_files(cli, scored, library, model_args, tmp_path):
-    from conftest import make_photo
+    from cli_helpers import make_photo
 
     fresh = make_photo(tmp_path / "new.jpg", seed=42)
     result = cli("compare", library / "2023" / "a.jpg", library / "2023" / "b.jpg", fresh, *model_args, *SMALL, "--json")
@@ -169,7 +169,7 @@ def test_show_finds_a_copy_by_content_and_says_when_unknown(cli, scored, library
     copy.write_bytes((library / "2023" / "a.jpg").read_bytes())
     info = json.loads(cli("show", copy, "--json").stdout)
     assert info["known"] and info["scores"][0]["score"] == scored["a.jpg"]
-    from conftest import make_photo
+    from cli_helpers import make_photo
 
     unknown = cli("show", make_photo(tmp_path / "u.jpg", seed=77), "--json")
     assert unknown.exit_code == 1 and json.loads(unknown.stdout)["scores"] == []

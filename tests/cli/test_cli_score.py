@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import make_photo
 
 import charmcli.pipeline as pipeline_mod
 from charmcli.library.scan import SUPPORTED_EXTENSIONS
 from charmcli.store import Store
-
-from conftest import make_photo
 
 SCORE_KEYS = {"path", "status", "score", "model", "error", "width", "height", "warnings", "sha256", "reused"}
 SMALL = ["--max-side", "256"]  # fast: short token path on the 2-layer checkpoint
