@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CONFORMANCE = SHARED / "conformance"
-PHOTOS = SHARED / "photos"
+from shared_paths import CONFORMANCE, PHOTOS
 
 
 def _require(path: Path) -> Path:

@@ -2,12 +2,37 @@
 
 Nothing here touches photo folders, databases or the CLI: it turns decoded RGB images into
 scores. Entry point: :class:`Scorer`.
+
+The registry and the errors import without torch, so a CLI run that finds everything cached
+never pays for importing torch; the rest loads on first use.
 """
 
-from charmcli.model.checkpoint import CheckpointError, UnsafeCheckpointError
-from charmcli.model.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS, ModelSpec, ModelUnavailableError
-from charmcli.model.scorer import Scorer, ScoreResult
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable, Tokenized
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from charmcli.model.errors import CheckpointError, ModelUnavailableError, UnsafeCheckpointError
+from charmcli.model.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS, ModelSpec, get_spec
+
+if TYPE_CHECKING:
+    from charmcli.model.scorer import Scorer, ScoreResult
+    from charmcli.model.tokenizer import CharmTokenizer, PositionTable, Tokenized
+
+_LAZY = {
+    "Scorer": "charmcli.model.scorer",
+    "ScoreResult": "charmcli.model.scorer",
+    "CharmTokenizer": "charmcli.model.tokenizer",
+    "PositionTable": "charmcli.model.tokenizer",
+    "Tokenized": "charmcli.model.tokenizer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -22,4 +47,5 @@ __all__ = [
     "Scorer",
     "Tokenized",
     "UnsafeCheckpointError",
+    "get_spec",
 ]

@@ -34,15 +34,9 @@ from typing import Any
 
 import torch
 
+from charmcli.model.errors import CheckpointError, UnsafeCheckpointError
+
 CONVERTED_FORMAT = "charm-timm-1"
-
-
-class CheckpointError(Exception):
-    """A checkpoint or position-table file that charm cannot use; ``str()`` is one line."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The pickle asks for a callable outside charm's allow-list; nothing was executed."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,29 +13,13 @@ Files come from the Hugging Face hub repo ``FatemehBehrad/Charm`` through ``hugg
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
+from charmcli.model.errors import ModelUnavailableError
 
 HUB_REPO = "FatemehBehrad/Charm"
-
-
-class ModelUnavailableError(Exception):
-    """The model's files are neither cached nor downloadable; ``str()`` is one actionable line."""
-
-
-def _times(factor: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda out: out[..., 0] * factor
-
-
-def _expectation(start: float, stop: float, step: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    def score(out: torch.Tensor) -> torch.Tensor:
-        values = torch.arange(start, stop, step, dtype=torch.float32, device=out.device)
-        return (out.float() * values).sum(dim=-1)
-
-    return score
 
 
 @dataclass(frozen=True)
@@ -49,29 +33,43 @@ class ModelSpec:
     budget: int  #: official token budget + 1 (CLS): above it, the multi-scale path
     num_classes: int
     scale: str  #: the training set's rating scale, for display
-    to_score: Callable[[torch.Tensor], torch.Tensor]  #: model outputs (…, C) -> score (…)
+    factor: float = 1.0  #: one-output models: score = output x factor
+    grades: tuple[float, ...] = ()  #: distribution models: score = sum(p_i x grades_i)
     resize_max_side: int | None = None  #: official pre-resize of the long side (para, spaq)
     description: str = ""
 
+    def to_score(self, outputs: Any) -> Any:
+        """Map activated outputs (…, C) — a torch tensor — to the training set's scale (…)."""
+        if self.grades:
+            import torch
+
+            grades = torch.tensor(self.grades, dtype=torch.float32, device=outputs.device)
+            return (outputs.float() * grades).sum(dim=-1)
+        return outputs[..., 0] * self.factor
+
+
+# score grades of the distribution heads, as the official mean_score (arange in float32)
+_PARA = tuple(1.0 + 0.5 * i for i in range(9))  # 1.0, 1.5, …, 5.0
+_AVA = tuple(float(i) for i in range(1, 11))  # 1 … 10
 
 MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         ModelSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..1",
-                  _times(1.0), description="AADB: aesthetic attributes, photography-oriented"),
+                  factor=1.0, description="AADB: aesthetic attributes, photography-oriented"),
         ModelSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "0..10",
-                  _times(10.0), description="TAD66K: theme-aware aesthetics"),
+                  factor=10.0, description="TAD66K: theme-aware aesthetics"),
         ModelSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, "1..5",
-                  _expectation(1.0, 5.5, 0.5), resize_max_side=1024,
+                  grades=_PARA, resize_max_side=1024,
                   description="PARA: personalised aesthetics, score distribution 1..5"),
         ModelSpec("baid", "baid_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..10",
-                  _times(10.0), description="BAID: artistic images"),
+                  factor=10.0, description="BAID: artistic images"),
         ModelSpec("spaq", "spaq_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..100",
-                  _times(100.0), resize_max_side=1024, description="SPAQ: smartphone photo quality"),
+                  factor=100.0, resize_max_side=1024, description="SPAQ: smartphone photo quality"),
         ModelSpec("koniq10k", "koniq10k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1,
-                  "0..5", _times(5.0), description="KonIQ-10k: technical image quality"),
+                  "0..5", factor=5.0, description="KonIQ-10k: technical image quality"),
         ModelSpec("ava", "Ava_large_charm.pth", "dino_large.pt", "vit_large_patch14_dinov2", 513, 10, "1..10",
-                  _expectation(1.0, 11.0, 1.0), description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
+                  grades=_AVA, description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
     ]
 }  # fmt: skip
 MODEL_NAMES: list[str] = list(MODELS)

@@ -81,7 +81,8 @@ def official_resize(image: Image.Image, max_side: int | None) -> Image.Image:
     if not max_side or max(w, h) <= max_side:
         return image
     r = min(max_side / w, max_side / h)
-    return image.resize((int(w * r), int(h * r)), Image.Resampling.BICUBIC)
+    # max(1, …): the official code crashes on a zero-pixel side; charm keeps one pixel instead
+    return image.resize((max(1, int(w * r)), max(1, int(h * r))), Image.Resampling.BICUBIC)
 
 
 class _LockedTokenizer:

@@ -18,7 +18,7 @@ from charmcli.model import Scorer
 from charmcli.model.checkpoint import sha256_file
 from charmcli.model.scorer import image_to_tensor, official_resize
 
-from conftest import CONFORMANCE
+from shared_paths import CONFORMANCE
 
 TOL = 1e-5
 
