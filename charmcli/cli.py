@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -122,6 +123,22 @@ MaxPixelsOpt = Annotated[
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: up to 4).")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per network call (default: 8 on CUDA, 1 on CPU).")]
+
+
+class LinkMode(str, Enum):
+    previous = "previous"
+    best = "best"
+
+
+# Grouping options shared by `top --best-of-group` and the cull commands (charmcli.cli_cull).
+GapOpt = Annotated[float, typer.Option("--gap", min=0, help="Bursts: max seconds between consecutive frames.")]
+SimilarityOpt = Annotated[
+    float, typer.Option("--similarity", min=-1, max=1, help="Bursts: min cosine similarity of Charm embeddings (see `charm groups --calibrate`).")
+]
+LinkOpt = Annotated[
+    LinkMode,
+    typer.Option("--link", "--group-link", help="Bursts: compare a frame with the previous frame or with the group's best so far."),
+]
 
 
 def _score_options(
@@ -296,7 +313,7 @@ def _print_profile(err: Console, prof: Profile, n: int) -> None:
 
 
 TOP_FIELDS = (
-    "rank", "score", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
+    "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
     "width", "height", "sha256", "checkpoint_id", "preprocess",
 )  # fmt: skip
 
@@ -333,6 +350,14 @@ def top(
     copy: Annotated[bool, typer.Option("--copy", help="Export by copying (default; keeps timestamps).")] = False,
     link: Annotated[bool, typer.Option("--link", help="Export as hard links.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Export as symbolic links.")] = False,
+    best_of_group: Annotated[
+        bool, typer.Option("--best-of-group", help="Only the best frame of each burst (see `charm groups`).")
+    ] = False,
+    gap: GapOpt = 3.0,
+    similarity: SimilarityOpt = 0.90,
+    group_link: Annotated[
+        LinkMode, typer.Option("--group-link", help="Bursts: compare with the previous frame or the group's best.")
+    ] = LinkMode.previous,
 ) -> None:
     """The N best photos, best first; filters narrow the field, --export copies or links them."""
     if json_ and csv_:
@@ -361,7 +386,14 @@ def top(
                 model=chosen, min_score=min_score, since=since, until=until, camera=camera, lens=lens,
                 folder=folder, paths=[os.path.abspath(p) for p in paths],
             )  # fmt: skip
+            keep = None
+            if best_of_group:
+                from charmcli.cli_cull import best_of_group_paths
+
+                keep = best_of_group_paths(store, flt, gap, similarity, group_link)
             for row in store.iter_ranked(flt):
+                if keep is not None and row["path"] not in keep:
+                    continue
                 if not os.path.exists(row["path"]):
                     missing += 1  # moved or deleted since it was scored; `charm forget` tidies up
                     continue
@@ -371,6 +403,11 @@ def top(
             if not rows and model and model.lower() not in {m for m, _ in store.models_scored()}:
                 known = ", ".join(m for m, _ in store.models_scored())
                 err.print(f"No photos scored with model {escape(chosen)} (scored: {escape(known)}).")
+            if rows:  # "calibrated score": standing among every photo scored with this model
+                from charmcli.cli_cull import library_percentiles
+
+                for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
+                    r["percentile"] = pct
     if json_:
         emit_json(rows)
     elif csv_:
@@ -394,6 +431,7 @@ def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
     return {
         "rank": rank,
         "score": row["score"],
+        "percentile": None,
         "path": row["path"],
         "model": row["charm_model"],
         "date_taken": row["date_taken"],
@@ -413,12 +451,15 @@ def _print_top(rows: list[dict[str, Any]], model: str | None) -> None:
     table = Table(title=f"top {len(rows)} · model {model}" if model else None, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
+    table.add_column("pct", justify="right")
     table.add_column("file", overflow="fold")
     table.add_column("taken")
     table.add_column("camera")
     for r in rows:
         taken = (r["date_taken"] or "")[:16].replace("T", " ")
-        table.add_row(str(r["rank"]), _fmt_score(r["score"]), escape(display_path(r["path"])), taken, escape(r["camera"] or ""))
+        pct = "" if r["percentile"] is None else f"{r['percentile']:.0f}"
+        table.add_row(str(r["rank"]), _fmt_score(r["score"]), pct, escape(display_path(r["path"])), taken,
+                      escape(r["camera"] or ""))  # fmt: skip
     _out().print(table)
 
 
@@ -544,6 +585,10 @@ def show(
             if photo is None or stale:
                 photo = store.photo_by_sha(sha) or photo
         scores = [_score_record(r) for r in store.scores_for_sha(sha)]
+        from charmcli.cli_cull import library_percentiles
+
+        for s in scores:  # standing among every photo scored with that model
+            s["percentile"] = library_percentiles(store, s["model"], [s["score"]])[0]
         failure = store.failure_for(path)
     info: dict[str, Any] = {
         "path": path,
@@ -611,11 +656,12 @@ def _print_show(info: dict[str, Any]) -> None:
         out.print("Not scored yet: run `charm score` on it.")
         return
     table = Table(title="scores", title_justify="left")
-    for col in ("model", "score", "checkpoint", "preprocess", "tokens", "input", "kept cells", "scored"):
+    for col in ("model", "score", "pct", "checkpoint", "preprocess", "tokens", "input", "kept cells", "scored"):
         table.add_column(col)
     for s in info["scores"]:
         size = f"{s['input_size'][0]}x{s['input_size'][1]}" if s["input_size"] else ""
-        table.add_row(s["model"], _fmt_score(s["score"]), s["checkpoint_id"][:12], s["preprocess"], str(s["n_tokens"]),
+        pct = "" if s.get("percentile") is None else f"{s['percentile']:.0f}"
+        table.add_row(s["model"], _fmt_score(s["score"]), pct, s["checkpoint_id"][:12], s["preprocess"], str(s["n_tokens"]),
                       size, f"{len(s['kept_cells'])} ({s['token_path']})", s["scored_at"][:19])  # fmt: skip
     out.print(table)
     for s in info["scores"]:
@@ -770,3 +816,6 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
+
+# `charm groups`, `charm rate` and `charm report` live in their own module and register on `app`.
+from charmcli import cli_cull as _cli_cull  # noqa: E402,F401

@@ -471,12 +471,13 @@ class Store:
         )
         return [(r["model"], r["n"]) for r in rows]
 
-    def iter_ranked(self, flt: TopFilter) -> Iterator[dict[str, Any]]:
+    def iter_ranked(self, flt: TopFilter, *, embeddings: bool = False) -> Iterator[dict[str, Any]]:
         """Photos with their latest score for ``flt.model``, best first (ties: by path).
 
         The latest score per content wins when a photo was scored under several checkpoints or
         decode policies. Filters other than ``folder`` run in SQL; rows stream, so callers can
         stop after N (and skip files that have vanished) without loading the whole library.
+        ``embeddings`` adds that score's float16 CLS vector as ``embedding`` (bytes or None).
         """
         where = ["l.rn = 1"]
         params: dict[str, Any] = {"model": flt.model}
@@ -511,7 +512,7 @@ class Store:
                 FROM scores s WHERE s.model = :model
             )
             SELECT p.*, l.score AS score, l.model AS charm_model, l.checkpoint_id AS checkpoint_id,
-                   l.preprocess AS preprocess, l.scored_at AS scored_at
+                   l.preprocess AS preprocess, l.scored_at AS scored_at{", l.embedding AS embedding" if embeddings else ""}
             FROM photos p JOIN l ON l.sha256 = p.sha256
             WHERE {" AND ".join(where)}
             ORDER BY l.score DESC, p.path
@@ -526,6 +527,23 @@ class Store:
             if folder is not None and folder not in os.path.dirname(row["path"]).lower():
                 continue
             yield row
+
+    def model_scores(self, model: str) -> list[float]:
+        """The latest ``model`` score of every photo row (one per path, as :meth:`iter_ranked` ranks
+        them): the reference distribution for library percentiles ("calibrated scores")."""
+        with self.lock:
+            rows = self.conn.execute(
+                """
+                WITH l AS (
+                    SELECT s.sha256, s.score, ROW_NUMBER() OVER (
+                        PARTITION BY s.sha256 ORDER BY s.scored_at DESC, s.id DESC) AS rn
+                    FROM scores s WHERE s.model = ?
+                )
+                SELECT l.score FROM photos p JOIN l ON l.sha256 = p.sha256 WHERE l.rn = 1
+                """,
+                (model,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def stats(self) -> dict[str, Any]:
         """Counts for ``charm stats``."""

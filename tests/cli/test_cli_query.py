@@ -16,7 +16,7 @@ from charmcli.store import Store
 
 SMALL = ["--max-side", "256"]
 TOP_KEYS = {
-    "rank", "score", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
+    "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
     "width", "height", "sha256", "checkpoint_id", "preprocess",
 }  # fmt: skip
 

@@ -1,0 +1,528 @@
+"""``charm groups``, ``charm rate`` and ``charm report``: culling a library that is already scored.
+
+These commands register themselves on :data:`charmcli.cli.app` (``charmcli.cli`` imports this
+module last) and follow its conventions: data on stdout, progress and per-file errors on stderr,
+one-line errors, ``--json`` everywhere, exit 0 / 1 (some file failed) / 2 (could not run).
+
+They are glue only. Which photos: :meth:`Store.iter_ranked` (latest score per content for one
+model, with its CLS embedding, files that still exist). What to do with them:
+:mod:`charmcli.cull` (groups, ratings, XMP sidecars, the contact sheet). Nothing here loads the
+model or imports torch: culling runs on stored scores and embeddings.
+
+Two kinds of percentile appear, on purpose:
+
+* **library percentile** (``percentile`` in ``top``/``show``/``groups``/``report``): a photo's
+  standing among every photo scored with that model, the "calibrated score" that reads the same
+  for any model (``p95`` = better than 95 % of the library);
+* **selection percentile** (``charm rate``): within the photos being rated (``charm rate
+  shoot/``), because stars express "the best tenth of *this* shoot", which is how people cull.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from charmcli.cli import (
+    DbOpt,
+    GapOpt,
+    JsonOpt,
+    LinkMode,
+    LinkOpt,
+    SimilarityOpt,
+    _check_paths,
+    _err,
+    _fmt_score,
+    _out,
+    _resolve_model,
+    app,
+    emit_json,
+    fail,
+    open_db,
+)
+from charmcli.cull.groups import (
+    DEFAULT_MIN_SIMILARITY,
+    Group,
+    PhotoRecord,
+    adjacent_similarities,
+    find_groups,
+    record_from_row,
+    suggest_min_similarity,
+)
+from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS, percentile_rank
+from charmcli.library.scan import display_path
+from charmcli.store import Store, TopFilter
+
+CullModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Use this model's scores and embeddings (default: the most used).")
+]
+PathsArg = Annotated[
+    list[Path] | None, typer.Argument(metavar="[PATH...]", help="Only photos under these files/folders.")
+]
+
+
+class SidecarChoice(str, Enum):
+    ext = "ext"
+    adobe = "adobe"
+
+
+class LayoutChoice(str, Enum):
+    top = "top"
+    groups = "groups"
+
+
+# -- selection: scored photos with embeddings ---------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Scored photos (latest score of one model), best first, whose files still exist."""
+
+    model: str | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    records: list[PhotoRecord] = field(default_factory=list)
+    missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
+
+    @property
+    def by_id(self) -> dict[Hashable, dict[str, Any]]:
+        return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
+
+
+def _scored(store: Store, flt: TopFilter) -> Selection:
+    sel = Selection(flt.model)
+    for row in store.iter_ranked(flt, embeddings=True):
+        if not os.path.exists(row["path"]):  # a vanished best frame must not hide its group
+            sel.missing += 1
+            continue
+        sel.rows.append(row)
+        sel.records.append(record_from_row(row))
+    return sel
+
+
+def load_selection(store: Store, model: str | None, paths: Sequence[Path] = ()) -> Selection:
+    """The photos a cull command works on; says on stderr when there is nothing to work on."""
+    chosen = _resolve_model(store, model)
+    if chosen is None:
+        _err().print("No scores yet: run `charm score PATH...` first.")
+        return Selection(None)
+    sel = _scored(store, TopFilter(model=chosen, paths=[os.path.abspath(p) for p in paths]))
+    if not sel.rows and model:
+        known = [m for m, _ in store.models_scored()]
+        if chosen not in known:
+            _err().print(f"No photos scored with model {escape(chosen)} (scored: {escape(', '.join(known))}).")
+    if sel.missing:
+        _err().print(f"[dim]{sel.missing} scored file(s) no longer exist and were skipped (`charm forget` drops them).[/]")
+    return sel
+
+
+def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> list[float | None]:
+    """Each score's mid-rank percentile (0..100) among all photos scored with ``model``."""
+    if not scores:
+        return []
+    values = percentile_rank(np.asarray(scores, dtype=np.float64), reference=store.model_scores(model))
+    return [None if not math.isfinite(v) else round(float(v), 2) for v in values]
+
+
+def group_records(records: Sequence[PhotoRecord], gap: float, similarity: float, link: LinkMode) -> list[Group]:
+    try:
+        return find_groups(records, max_gap=gap, min_similarity=similarity, link=link.value)
+    except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
+        fail(str(exc))
+
+
+def best_of_group_paths(store: Store, flt: TopFilter, gap: float, similarity: float, link: LinkMode) -> set[str]:
+    """Paths of the best frame of every group among the photos ``flt`` selects (for ``top``)."""
+    records = _scored(store, flt).records
+    return {str(g.best.path) for g in group_records(records, gap, similarity, link)}
+
+
+def _taken(row: dict[str, Any]) -> str:
+    return (row.get("date_taken") or "")[:22].replace("T", " ")
+
+
+# -- charm groups -------------------------------------------------------------------------------
+
+
+@app.command()
+def groups(
+    paths: PathsArg = None,
+    gap: GapOpt = 3.0,
+    similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
+    link: LinkOpt = LinkMode.previous,
+    all_: Annotated[bool, typer.Option("--all", help="List single photos too (groups of one).")] = False,
+    calibrate: Annotated[
+        bool, typer.Option("--calibrate", help="Histogram of similarities of neighbouring frames + a suggested --similarity.")
+    ] = False,
+    model: CullModelOpt = None,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Bursts and near-duplicates: photos close in time and alike to Charm, each group's best frame marked.
+
+    Frames are ordered by capture time (EXIF DateTimeOriginal + sub-seconds, else file mtime); a
+    group goes on while the next frame is at most --gap seconds later and its embedding's cosine
+    similarity is at least --similarity (to the previous frame, or with --link best to the
+    group's best frame so far).
+    """
+    paths = paths or []
+    _check_paths(paths)
+    with open_db(db) as store:
+        sel = load_selection(store, model, paths)
+        pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
+    if calibrate:
+        _calibrate(sel, gap, similarity, json_)
+        return
+    found = group_records(sel.records, gap, similarity, link)
+    pct = {r.id: p for r, p in zip(sel.records, pcts, strict=True)}
+    rows = sel.by_id
+    shown = [g for g in found if all_ or g.size > 1]
+    data = [_group_json(g, rows, pct) for g in shown]
+    if json_:
+        emit_json(data)
+    else:
+        _print_groups(data, sel.model, gap, similarity, link)
+    if sel.records:
+        multi = [g for g in found if g.size > 1]
+        in_multi = sum(g.size for g in multi)
+        untimed = sum(r.timestamp is None or r.embedding is None for r in sel.records)
+        note = f" ({untimed} without capture time or embedding stay single)" if untimed else ""
+        _err().print(
+            f"{len(sel.records)} photos → {len(found)} groups; {len(multi)} of several frames hold {in_multi} "
+            f"photos, so keeping each group's best leaves {len(found)}{note}."
+        )
+
+
+def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]], pct: dict[Hashable, float | None]) -> dict[str, Any]:
+    seconds = None if g.start is None or g.end is None else round(g.end - g.start, 3)
+    return {
+        "group": g.index + 1,
+        "size": g.size,
+        "best": str(g.best.path),
+        "best_score": g.best.score,
+        "seconds": seconds,
+        "time_source": g.members[0].time_source,
+        "members": [
+            {
+                "path": str(m.path),
+                "score": m.score,
+                "percentile": pct.get(m.id),
+                "date_taken": rows[m.id].get("date_taken"),
+                "best": m is g.best,
+            }
+            for m in g.members
+        ],
+    }
+
+
+def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, similarity: float, link: LinkMode) -> None:
+    title = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · link {link.value}"
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("group", "right"), ("", "left"), ("score", "right"), ("pct", "right"),
+                         ("taken", "left"), ("file", "left")):  # fmt: skip
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for g in data:
+        span = f" · {g['seconds']:g} s" if g["seconds"] is not None else ""
+        for i, m in enumerate(g["members"]):
+            head = f"{g['group']} ({g['size']}{span})" if i == 0 and g["size"] > 1 else (str(g["group"]) if i == 0 else "")
+            pct = "" if m["percentile"] is None else f"{m['percentile']:.0f}"
+            table.add_row(head, "[green]★ best[/]" if m["best"] and g["size"] > 1 else "", _fmt_score(m["score"]),
+                          pct, _taken(m), escape(display_path(m["path"])))  # fmt: skip
+        table.add_section()
+    _out().print(table)
+
+
+def _histogram(sims: np.ndarray, width: float = 0.02, max_bins: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Bins of ``width`` from just under the lowest similarity up to 1 (wider if there would be too many)."""
+    lo = max(-1.0, math.floor(float(sims.min()) / width) * width)
+    n = max(1, math.ceil((1.0 - lo) / width - 1e-9))
+    edges = np.linspace(lo, 1.0, min(n, max_bins) + 1)
+    counts, edges = np.histogram(sims, bins=edges)
+    return counts, edges
+
+
+def _calibrate(sel: Selection, gap: float, similarity: float, json_: bool) -> None:
+    sims = np.clip(adjacent_similarities(sel.records, max_gap=gap), -1.0, 1.0) if sel.records else np.zeros(0)
+    suggested = suggest_min_similarity(sims)
+    linked = int((sims >= similarity).sum())
+    counts, edges = _histogram(sims) if sims.size else (np.zeros(0, dtype=int), np.zeros(1))
+    quantiles = {f"p{q}": round(float(np.quantile(sims, q / 100)), 4) for q in (5, 25, 50, 75, 95)} if sims.size else {}
+    data = {
+        "model": sel.model,
+        "gap": gap,
+        "pairs": int(sims.size),
+        "similarity": similarity,
+        "linked": linked,
+        "suggested": None if suggested is None else round(suggested, 4),
+        "quantiles": quantiles,
+        "histogram": [
+            {"from": round(float(a), 4), "to": round(float(b), 4), "count": int(c)}
+            for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ],
+    }
+    if json_:
+        emit_json(data)
+        return
+    out = _out()
+    out.print(f"Cosine similarity of neighbouring frames at most {gap:g} s apart: {sims.size} pair(s), model {sel.model}")
+    peak = max(int(counts.max()) if counts.size else 0, 1)
+    for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True):
+        marks = []
+        if a <= similarity < b or (b == 1.0 and similarity == 1.0):
+            marks.append("← --similarity")
+        if suggested is not None and (a <= suggested < b):
+            marks.append("← suggested")
+        bar = "█" * round(40 * int(c) / peak)
+        out.print(f"  {a:6.3f}–{b:5.3f} │{bar:<40} {int(c):>5} {' '.join(marks)}")
+    if suggested is None:
+        out.print(f"Too few pairs ({sims.size}; 20 needed) or no spread to suggest a threshold; "
+                  f"keep --similarity {similarity:g}.")  # fmt: skip
+    else:
+        out.print(f"Suggested --similarity {suggested:.3f} (Otsu threshold between the two modes: burst "
+                  f"neighbours near 1, 'turned to something else' lower).")  # fmt: skip
+    out.print(f"At --similarity {similarity:g}, {linked} of {sims.size} pair(s) would link.")
+
+
+# -- charm rate ---------------------------------------------------------------------------------
+
+
+def _parse_thresholds(text: str) -> tuple[float, float, float, float]:
+    from charmcli.cull.ratings import stars_for_percentiles
+
+    try:
+        cuts = tuple(float(v) for v in text.replace(" ", "").split(","))
+        stars_for_percentiles([50.0], cuts)  # validates: 4 ascending values within 0..100
+    except ValueError:
+        fail(f"--stars {text!r}: need 4 ascending percentiles within 0..100, e.g. 10,30,70,90")
+    return cuts  # type: ignore[return-value]
+
+
+def _stars_text(value: str | int | None) -> str:
+    if value is None:
+        return "–"
+    try:
+        n = round(float(value))
+    except ValueError:
+        return escape(str(value))
+    if n < 0:
+        return "✕ rejected"
+    return "★" * n if n else "0"
+
+
+@app.command()
+def rate(
+    paths: PathsArg = None,
+    stars: Annotated[
+        str, typer.Option("--stars", help="Percentile cuts between 1|2|3|4|5 stars, within the photos rated.")
+    ] = ",".join(f"{v:g}" for v in DEFAULT_STAR_THRESHOLDS),
+    reject_below: Annotated[
+        float | None, typer.Option("--reject-below", min=0, max=100, help="Mark photos under this percentile rejected (-1).")
+    ] = None,
+    label_best: Annotated[
+        str, typer.Option("--label-best", help="Colour label for each burst's best frame (Red/Yellow/Green/Blue/Purple, or none).")
+    ] = DEFAULT_BEST_LABEL,
+    sidecar: Annotated[
+        SidecarChoice, typer.Option("--sidecar", help="ext: IMG.jpg.xmp (darktable, digiKam); adobe: IMG.xmp (Lightroom, Bridge).")
+    ] = SidecarChoice.ext,
+    gap: GapOpt = 3.0,
+    similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
+    link: LinkOpt = LinkMode.previous,
+    model: CullModelOpt = None,
+    db: DbOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Write star ratings (by percentile within the photos rated) and a best-of-burst label to XMP sidecars.
+
+    Sidecars are merged: every other field is kept, only xmp:Rating and xmp:Label change, and a
+    sidecar that already says the same is not rewritten. Photos themselves are never written.
+    """
+    from charmcli.cull.ratings import best_of_group_flags, plan_ratings
+    from charmcli.cull.xmp import apply_ratings, ratings_items
+
+    cuts = _parse_thresholds(stars)
+    label = None if label_best.strip().lower() in ("", "none") else label_best.strip()
+    paths = paths or []
+    _check_paths(paths)
+    with open_db(db) as store:
+        sel = load_selection(store, model, paths)
+    records = sel.records
+    flags = best_of_group_flags(group_records(records, gap, similarity, link)) if label and records else None
+    plans = plan_ratings({r.id: r.score for r in records}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
+                         best_of_group=flags, best_label=label)  # fmt: skip
+    by_path = {str(r.path): r for r in records}
+    items = sorted(ratings_items({r.id: r.path for r in records}, plans), key=lambda it: str(it[0]))
+    changes = apply_ratings(items, style=sidecar.value, dry_run=dry_run)
+    photos = []
+    for ch in changes:
+        r = by_path[str(ch.photo)]
+        plan = plans[r.id]
+        status = ("error" if ch.error else "unchanged" if not ch.changed
+                  else ("would " if dry_run else "") + ("update" if ch.existed else "create"))  # fmt: skip
+        photos.append({
+            "path": str(ch.photo), "sidecar": str(ch.sidecar), "score": r.score,
+            "percentile": round(plan.percentile, 2), "stars": plan.stars, "label": plan.label,
+            "old_rating": ch.old_rating, "new_rating": ch.new_rating, "old_label": ch.old_label,
+            "new_label": ch.new_label, "existed": ch.existed, "status": status, "written": ch.written,
+            "error": ch.error,
+        })  # fmt: skip
+    errors = [p for p in photos if p["error"]]
+    counts = {k: sum(p["status"].endswith(k) for p in photos) for k in ("create", "update", "unchanged")}
+    if json_:
+        emit_json({
+            "model": sel.model, "dry_run": dry_run, "sidecar": sidecar.value, "thresholds": list(cuts),
+            "reject_below": reject_below, "label": label, "photos": photos,
+            "created": counts["create"], "updated": counts["update"], "unchanged": counts["unchanged"],
+            "errors": len(errors),
+        })  # fmt: skip
+    elif photos:
+        _print_rate(photos, dry_run)
+    err = _err()
+    for p in errors:
+        err.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
+    if records:
+        verb = "Would write" if dry_run else "Wrote"
+        err.print(
+            f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
+            f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
+            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (" · nothing written (--dry-run)" if dry_run else "")
+        )
+    elif sel.model:
+        err.print("Nothing to rate.")
+    raise typer.Exit(1 if errors else 0)
+
+
+def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
+    table = Table(title="ratings" + (" (dry run: nothing written)" if dry_run else ""), title_justify="left")
+    for col, justify in (("file", "left"), ("score", "right"), ("pct", "right"), ("rating", "left"),
+                         ("label", "left"), ("sidecar", "left")):  # fmt: skip
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for p in photos:
+        rating = _stars_text(p["new_rating"])
+        if p["old_rating"] != p["new_rating"]:
+            rating = f"{_stars_text(p['old_rating'])} → {rating}"
+        label = escape(p["new_label"] or "")
+        if p["old_label"] != p["new_label"]:
+            label = f"{escape(p['old_label'] or '–')} → {escape(p['new_label'] or '–')}"
+        status = f"[red]{p['status']}[/red]" if p["error"] else p["status"]
+        table.add_row(escape(display_path(p["path"])), _fmt_score(p["score"]), f"{p['percentile']:.0f}", rating,
+                      label, status)  # fmt: skip
+    _out().print(table)
+
+
+# -- charm report -------------------------------------------------------------------------------
+
+
+def _sidecar_stars(paths: Sequence[str]) -> dict[str, int]:
+    """Ratings already in XMP sidecars (``IMG.ext.xmp`` first, then ``IMG.xmp``; any case), by photo path.
+
+    Each folder is listed once, so a large shoot costs one directory read, not one per photo.
+    """
+    from charmcli.cull.xmp import XmpError, read_sidecar
+
+    listings: dict[str, dict[str, str]] = {}
+    found: dict[str, int] = {}
+    for path in paths:
+        folder, name = os.path.split(path)
+        if folder not in listings:
+            try:
+                listings[folder] = {n.casefold(): n for n in os.listdir(folder)}
+            except OSError:
+                listings[folder] = {}
+        names = listings[folder]
+        stem = os.path.splitext(name)[0] if os.path.splitext(name)[1] else name
+        for candidate in (name + ".xmp", stem + ".xmp"):
+            real = names.get(candidate.casefold())
+            if real is None:
+                continue
+            try:
+                value = read_sidecar(os.path.join(folder, real))["rating"]
+                stars = round(float(value)) if value is not None else None
+            except (XmpError, OSError, ValueError):
+                stars = None
+            if stars is not None and (stars == -1 or 1 <= stars <= 5):
+                found[path] = stars
+            break
+    return found
+
+
+@app.command()
+def report(
+    paths: PathsArg = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for index.html and thumbs/ (created).")] = None,
+    layout: Annotated[
+        LayoutChoice, typer.Option("--layout", help="top: ranked grid; groups: one row per burst, best frame marked.")
+    ] = LayoutChoice.top,
+    top_n: Annotated[
+        int, typer.Option("--top", min=0, help="top: the N best photos; groups: the N best groups (all frames). 0 = all.")
+    ] = 100,
+    thumb: Annotated[int, typer.Option("--thumb", min=64, max=2048, help="Thumbnail long side in pixels.")] = 320,
+    title: Annotated[str, typer.Option("--title", help="Page title.")] = "Charm contact sheet",
+    gap: GapOpt = 3.0,
+    similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
+    link: LinkOpt = LinkMode.previous,
+    model: CullModelOpt = None,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """A static HTML contact sheet (index.html + JPEG thumbnails) that opens offline in any browser.
+
+    Cards show rank, score, library percentile, stars already in XMP sidecars (e.g. from
+    `charm rate`), date, camera and burst membership. Prints the page's file:// URI.
+    """
+    from charmcli.cull.report import entries_from, write_report
+
+    if out is None:
+        fail("report needs --out DIR (-o DIR)")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {display_path(out)} is a file, not a folder")
+    paths = paths or []
+    _check_paths(paths)
+    with open_db(db) as store:
+        sel = load_selection(store, model, paths)
+        pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
+    if not sel.records:
+        fail("no scored photos to put on the sheet (run `charm score PATH...` first)", 1)
+    records = sel.records
+    found = group_records(records, gap, similarity, link)
+    rows = sel.by_id
+    meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "model")} for r in records}
+    sidecar = _sidecar_stars([str(r.path) for r in records])
+    stars = {r.id: sidecar[str(r.path)] for r in records if str(r.path) in sidecar}
+    pct = {r.id: p for r, p in zip(records, pcts, strict=True) if p is not None}
+    entries = entries_from(records, groups=found, meta=meta, percentiles=pct, stars=stars)  # records are best first
+    if layout is LayoutChoice.top:
+        chosen = entries[:top_n] if top_n else entries
+        what = f"best {len(chosen)} of {len(records)}"
+    else:
+        ranked = sorted(found, key=lambda g: -(g.best.score if g.best.score is not None else -math.inf))
+        keep = ranked[:top_n] if top_n else ranked
+        ids = {m.id for g in keep for m in g.members}
+        chosen = [e for e in entries if e.id in ids]
+        what = f"best {len(keep)} of {len(found)} groups"
+    subtitle = f"model {sel.model} · {what}"
+    try:
+        page = write_report(out, chosen, layout=layout.value, title=title, subtitle=subtitle, thumb_px=thumb)
+    except OSError as exc:
+        fail(f"cannot write the report to {display_path(out)}: {exc.strerror or exc}")
+    page = page.resolve()
+    n_groups = len({e.group for e in chosen if e.group_size > 1})
+    if json_:
+        emit_json({"page": str(page), "uri": page.as_uri(), "layout": layout.value, "model": sel.model,
+                   "photos": len(chosen), "groups": n_groups, "thumbs": str(page.parent / "thumbs")})  # fmt: skip
+    else:
+        _out().print(page.as_uri(), soft_wrap=True)
+    _err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
+                 f"→ {escape(display_path(page))}")  # fmt: skip
+
+
+__all__ = ["best_of_group_paths", "groups", "library_percentiles", "load_selection", "rate", "report"]
