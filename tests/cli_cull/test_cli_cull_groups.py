@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import ALL, BURSTS, SINGLES, STRICT
+from cull_shoot import ALL, BURSTS, SINGLES, STRICT
 
 GROUP_KEYS = {"group", "size", "best", "best_score", "seconds", "time_source", "members"}
 MEMBER_KEYS = {"path", "score", "percentile", "date_taken", "best"}

@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import ALL, STRICT
+from cull_shoot import ALL, STRICT
 from PIL import Image
 
 from shared_paths import PHOTOS
