@@ -82,6 +82,50 @@ def default_db_path() -> Path:
     return Path(user_data_dir("charm", appauthor=False)) / "charm.db"
 
 
+# Names that are not valid UTF-8 reach Python as lone surrogates (``os.fsdecode``'s
+# surrogateescape), which SQLite's UTF-8 text cannot hold. Such strings are stored with every
+# surrogate written as U+FFFF + chr(0x10000 + code point) and a literal U+FFFF doubled; every
+# lookup and row goes through these two functions, so callers only ever see the real path.
+_ESC = "\uffff"
+_NEEDS_ESCAPE = re.compile("[\ud800-\udfff\uffff]")
+_ESCAPED = re.compile("\uffff(.)", re.S)
+
+
+def _esc_match(m: re.Match[str]) -> str:
+    c = m.group()
+    return _ESC + (_ESC if c == _ESC else chr(0x10000 + ord(c)))
+
+
+def _unesc_match(m: re.Match[str]) -> str:
+    c = m.group(1)
+    if c == _ESC:
+        return _ESC
+    return chr(ord(c) - 0x10000) if 0x1D800 <= ord(c) <= 0x1DFFF else m.group()
+
+
+def to_db(value: Any) -> Any:
+    """A parameter as SQLite can store it (see above); anything but such strings is unchanged."""
+    if type(value) is str and _NEEDS_ESCAPE.search(value):
+        return _NEEDS_ESCAPE.sub(_esc_match, value)
+    return value
+
+
+def from_db(value: Any) -> Any:
+    if type(value) is str and _ESC in value:
+        return _ESCAPED.sub(_unesc_match, value)
+    return value
+
+
+def _params(params: Sequence[Any] | dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    if isinstance(params, dict):
+        return {k: to_db(v) for k, v in params.items()}
+    return [to_db(v) for v in params]
+
+
+def _row(names: Sequence[str], raw: Sequence[Any]) -> dict[str, Any]:
+    return {name: from_db(value) for name, value in zip(names, raw, strict=True)}
+
+
 def now_iso() -> str:
     """UTC timestamp with milliseconds; sorts as text."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -309,27 +353,28 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error), holding the thread lock."""
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            try:  # BEGIN inside the try: a Ctrl-C right after it must not leave a transaction open
+                self.conn.execute("BEGIN IMMEDIATE")
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # not after a failed BEGIN, nor SQLite's own rollback
+                    self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
         with self.lock:
-            cursor = self.conn.execute(sql, params)
+            cursor = self.conn.execute(sql, _params(params))
             row = cursor.fetchone()
             if row is None:
                 return None
-            return dict(zip([c[0] for c in cursor.description], row, strict=True))
+            return _row([c[0] for c in cursor.description], row)
 
     def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self.lock:
-            cursor = self.conn.execute(sql, params)
+            cursor = self.conn.execute(sql, _params(params))
             names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            return [_row(names, row) for row in cursor.fetchall()]
 
     # -- lookups (cheap; called per file) ----------------------------------------------------
 
@@ -384,7 +429,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET file = excluded.file, "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, checkpoint_id = excluded.checkpoint_id, "
                 "model = excluded.model, seen_at = excluded.seen_at",
-                (source, file, st.st_size, st.st_mtime_ns, checkpoint_id, model, now_iso()),
+                _params((source, file, st.st_size, st.st_mtime_ns, checkpoint_id, model, now_iso())),
             )
 
     # -- writes ------------------------------------------------------------------------------
@@ -393,7 +438,7 @@ class Store:
         """Run prepared ``(sql, params)`` operations in one transaction."""
         with self.transaction() as conn:
             for sql, params in ops:
-                conn.execute(sql, params)
+                conn.execute(sql, _params(params))
 
     @staticmethod
     def op_photo(row: PhotoRow, when: str | None = None) -> tuple[str, Sequence[Any]]:
@@ -519,11 +564,11 @@ class Store:
         """
         folder = flt.folder.lower() if flt.folder else None
         with self.lock:
-            cursor = self.conn.execute(sql, params)
+            cursor = self.conn.execute(sql, _params(params))
             names = [c[0] for c in cursor.description]
             rows = cursor.fetchall()  # fetched under the lock; filtering below is lock-free
         for raw in rows:
-            row = dict(zip(names, raw, strict=True))
+            row = _row(names, raw)
             if folder is not None and folder not in os.path.dirname(row["path"]).lower():
                 continue
             yield row
