@@ -69,7 +69,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    try:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    except UnicodeEncodeError:  # a non-UTF-8 file name (or a non-UTF-8 terminal): \uXXXX escapes
+        sys.stdout.write(json.dumps(data, ensure_ascii=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _write_raw(text: str) -> None:
+    """Write text whose paths may hold undecodable bytes: those go out exactly as on disk."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
     sys.stdout.flush()
 
 
@@ -415,7 +428,7 @@ def top(
         writer = csv.DictWriter(buf, fieldnames=list(TOP_FIELDS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
+        _write_raw(buf.getvalue())
     else:
         _print_top(rows, chosen)
     if missing:
@@ -590,6 +603,12 @@ def show(
         for s in scores:  # standing among every photo scored with that model
             s["percentile"] = library_percentiles(store, s["model"], [s["score"]])[0]
         failure = store.failure_for(path)
+        if (  # never write a picture over a photo
+            explain is not None
+            and os.path.exists(explain)
+            and (os.path.samefile(explain, path) or store.photo_by_path(os.path.abspath(explain)) is not None)
+        ):
+            fail(f"--explain {display_path(explain)} is a photo; choose a new file name for the PNG")
     info: dict[str, Any] = {
         "path": path,
         "sha256": sha,
@@ -688,7 +707,10 @@ def _write_explain(path: str, scores: list[dict[str, Any]], model: str | None, d
     image = draw_kept_cells(decoded.image, [tuple(c) for c in s["kept_cells"]], s["cell_size"] or 28, tuple(s["input_size"]))
     buf = io.BytesIO()
     image.save(buf, "PNG")
-    atomic_write_bytes(dest, buf.getvalue())
+    try:
+        atomic_write_bytes(dest, buf.getvalue())
+    except OSError as exc:
+        fail(f"cannot write {display_path(dest)}: {exc.strerror or exc}")
     _err().print(f"Wrote {escape(display_path(dest))}")
 
 
@@ -812,7 +834,10 @@ def _root(
 
 def main() -> None:
     """Console-script entry point (``charm``)."""
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C while Typer builds the command line, before Click catches it
+        raise SystemExit(130) from None
 
 
 __all__ = ["app", "main"]
