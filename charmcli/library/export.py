@@ -170,9 +170,9 @@ def _fsync(path: Path) -> None:
 
 def _explain(exc: OSError, mode: str) -> str:
     if mode == "link" and exc.errno == errno.EXDEV:
-        return "cannot hard-link across filesystems; use --mode copy or --mode symlink"
+        return "cannot hard-link across filesystems; use --copy or --symlink"
     if mode == "link" and exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-        return f"hard link refused ({exc.strerror}); use --mode copy or --mode symlink"
+        return f"hard link refused ({exc.strerror}); use --copy or --symlink"
     where = f" ({display_path(exc.filename)})" if exc.filename else ""
     return f"{mode} failed: {exc.strerror or type(exc).__name__}{where}"
 

@@ -171,7 +171,7 @@ def test_cross_device_hard_link_is_a_clear_error(tmp_path: Path, sources: list[P
     monkeypatch.setattr(export.os, "link", exdev)
     results = export_files(_items(sources), tmp_path / "out", "link", manifest=False)  # os.link is global
     assert all(
-        r.error == "cannot hard-link across filesystems; use --mode copy or --mode symlink" for r in results
+        r.error == "cannot hard-link across filesystems; use --copy or --symlink" for r in results
     )
 
 

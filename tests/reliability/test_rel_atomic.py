@@ -127,3 +127,21 @@ def test_sidecar_write_dying_keeps_the_old_sidecar_whole(cli, scored, monkeypatc
     text = sidecar.read_text(encoding="utf-8")
     assert "holiday" in text and 'xmp:Rating="0"' not in text  # merged: foreign fields kept, rating new
     assert len([p for p in scored.iterdir() if p.suffix == ".xmp"]) == 5
+
+
+def test_link_export_across_filesystems_names_the_real_options(cli, scored, tmp_path, monkeypatch):
+    real_link = os.link
+
+    def exdev(src, dst, *args, **kwargs):  # photos live on another filesystem than the export
+        if str(src).endswith(PARTIAL_SUFFIX):  # the manifest's own temp file is in the same folder
+            return real_link(src, dst, *args, **kwargs)
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "link", exdev)
+    result = cli("top", "3", "--export", tmp_path / "out", "--link")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 3 and all("use --copy or --symlink" in line for line in lines)
+    assert "Exported 0 of 3" in result.stderr
+    monkeypatch.undo()
+    assert cli("top", "3", "--export", tmp_path / "out", "--symlink").exit_code == 0  # the advice works
