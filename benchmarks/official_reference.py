@@ -172,8 +172,14 @@ def load_official(
         checkpoint=str(checkpoint),
         pos_embed_file=str(pos_embed_file),
         load_seconds=load_seconds,
-        info={"token_budget": tokenizer.hidden_size, "num_classes": int(bb.model.num_classes)},
+        info={"token_budget": tokenizer.hidden_size, "num_classes": _num_classes(bb.model)},
     )
+
+
+def _num_classes(model: torch.nn.Module) -> int:
+    """Head size (checkpoints built outside the official code may lack the ``num_classes`` attribute)."""
+    n = getattr(model, "num_classes", None)
+    return int(n) if n is not None else int(model.mlp_head.linear.out_features)
 
 
 class _PreDecodedImageModule:
@@ -339,6 +345,86 @@ def official_score(
     if return_tokens:
         result.update(tokens=tokens, pos_embed=pos_embed, mask=mask)
     return result
+
+
+# -- JSON worker (driven by benchmarks/bench.py from charm's own environment) -----------------------
+
+
+def _worker() -> None:
+    """One JSON request per stdin line, one JSON reply per stdout line.
+
+    Requests: ``{"cmd": "load", "checkpoint", "ds", "pos_embed", "num_threads"}``;
+    ``{"cmd": "tokenize", "image", "fresh_pos_cache", "save"}`` (``save``: a ``.pt`` path that
+    receives tokens/pos_embed/mask); ``{"cmd": "score", "image", "no_grad"}``; ``{"cmd": "rss"}``;
+    ``{"cmd": "quit"}``. Replies carry ``ok`` and, on failure, ``error``. Anything the official
+    code prints goes to stderr, so stdout stays a clean channel.
+    """
+    import json
+    import platform
+    import resource
+    import traceback
+
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    pipe: OfficialPipeline | None = None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+            cmd = req["cmd"]
+            if cmd == "quit":
+                break
+            if cmd == "load":
+                pipe = load_official(
+                    req["checkpoint"], req["ds"], req["pos_embed"], num_threads=req.get("num_threads")
+                )
+                import transformers
+
+                reply = {
+                    "load_seconds": pipe.load_seconds,
+                    "info": pipe.info,
+                    "versions": {
+                        "python": platform.python_version(),
+                        "torch": torch.__version__,
+                        "transformers": transformers.__version__,
+                        "threads": torch.get_num_threads(),
+                    },
+                }
+            elif cmd == "tokenize":
+                assert pipe is not None, "load first"
+                tok = official_tokenize(req["image"], pipe, fresh_pos_cache=req.get("fresh_pos_cache", False))
+                if req.get("save"):
+                    torch.save({k: tok[k] for k in ("tokens", "pos_embed", "mask")}, req["save"])
+                reply = {
+                    "timings": tok["timings"],
+                    "n_tokens": int(tok["tokens"].shape[0]),
+                    "image_size": tok["image_size"],
+                    "input_size": tok["input_size"],
+                }
+            elif cmd == "score":
+                assert pipe is not None, "load first"
+                r = official_score(req["image"], pipe, no_grad=req.get("no_grad", True))
+                reply = {k: r[k] for k in ("score", "score_rounded", "n_tokens", "input_size", "timings")}
+                reply["output"] = [float(v) for v in r["output"]]
+            elif cmd == "rss":
+                reply = {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            else:
+                raise ValueError(f"unknown cmd {cmd!r}")
+            reply["ok"] = True
+        except Exception as exc:  # report, keep serving
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        channel.write(json.dumps(reply) + "\n")
+        channel.flush()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--json-worker"]:
+        _worker()
+    else:
+        print("usage: python official_reference.py --json-worker  (see benchmarks/bench.py)", file=sys.stderr)
+        sys.exit(2)
 
 
 __all__ = [

@@ -184,7 +184,11 @@ class Scorer:
     def prepare(self, image: Image.Image) -> Tokenized:
         """CPU preprocessing of one RGB image: official pre-resize, tensor, tokens (thread-safe)."""
         image = official_resize(image, self.spec.resize_max_side if self.spec else None)
-        return self.tokenizer(image_to_tensor(image))
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        # uint8 (3, H, W) view of the pixels: the tokenizer divides by 255 once cells are cut,
+        # which gives the same tokens as image_to_tensor() with a quarter of the memory traffic
+        return self.tokenizer(torch.from_numpy(np.array(image)).permute(2, 0, 1))
 
     def _autocast(self):
         if self.device.type == "cuda" and self.precision != "fp32":
