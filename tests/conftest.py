@@ -33,3 +33,22 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("CHARM_CACHE_DIR", str(root / "charm-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _private_db(tmp_path):
+    """Every test gets its own database (never the user's), via the same env var users have.
+
+    A private MonkeyPatch, so a test calling ``monkeypatch.undo()`` cannot drop it; the data dir
+    is redirected too, as a second guard for code paths that ignore ``CHARM_DB``.
+    """
+    db = tmp_path / "charm.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHARM_DB", str(db))
+        mp.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+        yield db
+
+
+@pytest.fixture
+def db(_private_db):
+    return _private_db

@@ -2,6 +2,16 @@
 
 from pathlib import Path
 
+import pytest
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CONFORMANCE = SHARED / "conformance"
 PHOTOS = SHARED / "photos"
+
+
+def conformance_model_args(*extra: str) -> list[str]:
+    """CLI options scoring with the small official-format checkpoint (random weights, fast) on CPU."""
+    ckpt, pos = CONFORMANCE / "checkpoints" / "aadb_charm.pth", CONFORMANCE / "dino_small_pos.pt"
+    if not ckpt.is_file() or not pos.is_file():
+        pytest.skip(f"{CONFORMANCE} is absent (the shared test data sits beside the repository)")
+    return ["--checkpoint", str(ckpt), "--pos-embed", str(pos), "--device", "cpu", *extra]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,37 +12,13 @@ from typer.testing import CliRunner
 
 from charmcli.cli import app
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CONFORMANCE = SHARED / "conformance"
-PHOTOS = SHARED / "photos"
-
-
-@pytest.fixture(autouse=True)
-def _private_db(tmp_path) -> Iterator[Path]:
-    """Every test gets its own database (never the user's), via the same env var users have.
-
-    A private MonkeyPatch, so a test calling ``monkeypatch.undo()`` cannot drop it; the data dir
-    is redirected too, as a second guard for code paths that ignore ``CHARM_DB``.
-    """
-    db = tmp_path / "charm.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHARM_DB", str(db))
-        mp.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-        yield db
-
-
-@pytest.fixture
-def db(_private_db) -> Path:
-    return _private_db
+from shared_paths import PHOTOS, conformance_model_args
 
 
 @pytest.fixture(scope="session")
 def model_args() -> list[str]:
     """Score with the small official-format checkpoint (random weights, deterministic, fast)."""
-    ckpt, pos = CONFORMANCE / "checkpoints" / "aadb_charm.pth", CONFORMANCE / "dino_small_pos.pt"
-    if not ckpt.is_file() or not pos.is_file():
-        pytest.skip(f"{CONFORMANCE} is absent (the shared test data sits beside the repository)")
-    return ["--checkpoint", str(ckpt), "--pos-embed", str(pos), "--device", "cpu"]
+    return conformance_model_args()
 
 
 @pytest.fixture(scope="session")

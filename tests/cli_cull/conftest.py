@@ -19,7 +19,7 @@ What is in it (capture times from EXIF DateTimeOriginal + SubSecTimeOriginal unl
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,25 +28,12 @@ from typer.testing import CliRunner
 
 from charmcli.cli import app
 
-from shared_paths import CONFORMANCE
-
-
-@pytest.fixture(autouse=True)
-def _private_db(tmp_path) -> Iterator[Path]:
-    """Every test gets its own database (never the user's), as in tests/cli."""
-    db = tmp_path / "charm.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CHARM_DB", str(db))
-        mp.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-        yield db
+from shared_paths import conformance_model_args
 
 
 @pytest.fixture(scope="session")
 def model_args() -> list[str]:
-    ckpt, pos = CONFORMANCE / "checkpoints" / "aadb_charm.pth", CONFORMANCE / "dino_small_pos.pt"
-    if not ckpt.is_file() or not pos.is_file():
-        pytest.skip(f"{CONFORMANCE} is absent (the shared test data sits beside the repository)")
-    return ["--checkpoint", str(ckpt), "--pos-embed", str(pos), "--device", "cpu", "--max-side", "256"]
+    return conformance_model_args("--max-side", "256")
 
 
 def _invoke(*args: object, env: dict[str, str] | None = None):
