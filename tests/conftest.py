@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from charmcli.cli import app
 
 from shared_paths import CONFORMANCE, PHOTOS
 
@@ -52,3 +56,21 @@ def _private_db(tmp_path):
 @pytest.fixture
 def db(_private_db):
     return _private_db
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    if not (PHOTOS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"{PHOTOS} is absent (the shared test data sits beside the repository)")
+    return PHOTOS
+
+
+@pytest.fixture
+def cli() -> Callable[..., object]:
+    """``cli("score", path, ...)`` → click Result with separate ``stdout`` and ``stderr``."""
+    runner = CliRunner()
+
+    def invoke(*args: object, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
