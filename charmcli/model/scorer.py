@@ -15,7 +15,6 @@ from :meth:`Scorer.score_prepared` (the network), so callers can overlap the two
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -85,18 +84,6 @@ def official_resize(image: Image.Image, max_side: int | None) -> Image.Image:
     return image.resize((max(1, int(w * r)), max(1, int(h * r))), Image.Resampling.BICUBIC)
 
 
-class _LockedTokenizer:
-    """The tokenizer's position cache is shared; a lock keeps worker threads from racing it."""
-
-    def __init__(self, tokenizer: CharmTokenizer) -> None:
-        self._tokenizer = tokenizer
-        self._lock = threading.Lock()
-
-    def __call__(self, image: torch.Tensor) -> Tokenized:
-        with self._lock:
-            return self._tokenizer(image)
-
-
 class Scorer:
     """A loaded Charm model ready to score images."""
 
@@ -118,7 +105,7 @@ class Scorer:
                 f"position table width {pos_table.shape[-1]} does not match the checkpoint's {network.cfg.dim}"
             )
         budget = spec.budget if spec else 1025
-        self.tokenizer = _LockedTokenizer(CharmTokenizer(PositionTable(pos_table), budget))
+        self.tokenizer = CharmTokenizer(PositionTable(pos_table), budget)  # thread-safe
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError("precision must be fp32, bf16 or fp16")
         self.precision = precision

@@ -29,6 +29,7 @@ weights were trained with them:
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -74,7 +75,8 @@ class Tokenized:
 class PositionTable:
     """A square DINOv2 position table, interpolated on demand to each image's grid.
 
-    Interpolated grids are cached (LRU) because photo libraries repeat a handful of sizes.
+    Interpolated grids are cached (LRU) because photo libraries repeat a handful of sizes; the
+    cache is thread-safe, so one table serves tokenizers running in several threads.
     """
 
     def __init__(self, table: torch.Tensor, cache_size: int = 32) -> None:
@@ -91,6 +93,7 @@ class PositionTable:
         self._grid = table[1:].reshape(1, side, side, self.dim).permute(0, 3, 1, 2).contiguous()
         self._cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()  # tokenizers may run in several threads (CPU lanes)
 
     def _scale(self, n: int) -> float:
         return float(n + INTERPOLATE_OFFSET) / float(self.side)
@@ -98,10 +101,11 @@ class PositionTable:
     def grid(self, rows: int, cols: int) -> torch.Tensor:
         """(rows*cols, D) position rows of a rows x cols grid, row-major."""
         key = (rows, cols)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
         out = F.interpolate(
             self._grid,
             scale_factor=(self._scale(rows), self._scale(cols)),
@@ -111,9 +115,10 @@ class PositionTable:
         if out.shape[-2:] != (rows, cols):  # the official code asserts the same
             raise RuntimeError(f"position interpolation gave {tuple(out.shape[-2:])}, wanted {(rows, cols)}")
         out = out.permute(0, 2, 3, 1).reshape(rows * cols, self.dim)
-        self._cache[key] = out
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:  # two threads may both compute a new grid; the values are the same
+            self._cache[key] = out
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return out
 
     def _axis_weights(self, n: int) -> torch.Tensor:
@@ -135,53 +140,69 @@ class PositionTable:
         return torch.einsum("ki,kj,dij->kd", wr, wc, self._grid[0])
 
 
-def _pad_or_crop_28(image: torch.Tensor) -> torch.Tensor:
-    """The official pad-or-crop to multiples of 28: the cheaper of the two in pixels, ties pad.
+def _size_28(h: int, w: int) -> tuple[int, int]:
+    """(H', W') after the official pad-or-crop to multiples of 28: the cheaper of the two in
+    pixels, ties pad.
 
     An axis whose length is already a multiple counts 1 for both crop and pad (as officially).
     Where cropping would empty an axis (images under 28 px on a side, where the official code
     crashes), charm pads instead.
     """
-    _, h, w = image.shape
     crop_w, crop_h = (w % CELL) or 1, (h % CELL) or 1
     pad_w = (CELL - w % CELL) % CELL if w % CELL else 1
     pad_h = (CELL - h % CELL) % CELL if h % CELL else 1
     if pad_w * pad_h > crop_w * crop_h and h >= CELL and w >= CELL:
-        return image[:, : h - h % CELL, : w - w % CELL]
-    return F.pad(image, (0, (-w) % CELL, 0, (-h) % CELL))
+        return h - h % CELL, w - w % CELL
+    return h + (-h) % CELL, w + (-w) % CELL
 
 
-def _shift_index() -> torch.Tensor:
-    """Flat (3*28*28) index that reads an unshifted spectrum in ``fftshift`` order (all 3 dims)."""
-    c = torch.arange(3)[:, None, None]
-    h = torch.arange(CELL)[None, :, None]
-    w = torch.arange(CELL)[None, None, :]
-    return ((((c - 1) % 3) * CELL + (h - PATCH) % CELL) * CELL + (w - PATCH) % CELL).reshape(-1)
+def _pad_or_crop_28(image: torch.Tensor) -> torch.Tensor:
+    """The whole (3, H, W) image padded (zeros, right/bottom) or cropped as :func:`_size_28` says."""
+    _, h, w = image.shape
+    hp, wp = _size_28(h, w)
+    return F.pad(image[:, : min(h, hp), : min(w, wp)], (0, max(0, wp - w), 0, max(0, hp - h)))
 
 
-_SHIFT = _shift_index()
-_METRIC_CHUNK = 4096  #: cells per FFT batch: bounded memory (a 24 MP photo has ~31k cells)
+def _shift_blocks() -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """``fftshift`` over all three dims of a (3, 28, 28) spectrum as 8 block copies (dst, src).
+
+    Channels roll by 1 (3 // 2), rows and columns by 14; every block keeps unit inner stride.
+    """
+    channel = [((1, 3), (0, 2)), ((0, 1), (2, 3))]
+    half = [((PATCH, CELL), (0, PATCH)), ((0, PATCH), (PATCH, CELL))]
+    return [
+        (
+            (slice(None), slice(*dc), slice(*dh), slice(*dw)),
+            (slice(None), slice(*sc), slice(*sh), slice(*sw)),
+        )
+        for dc, sc in channel
+        for dh, sh in half
+        for dw, sw in half
+    ]
+
+
+_SHIFT_BLOCKS = _shift_blocks()
+_BAND_CELLS = 384  #: cells per working band: its spectra (~7 MB) stay in cache; bounded memory
 
 
 def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
-    """Mean log-magnitude spectrum of each (3, 28, 28) cell, as the official code computes it.
+    """Mean log-magnitude spectrum of each (3, 28, 28) float cell, as the official code computes it.
 
-    Batched over cells; bit-identical to the official per-cell loop on CPU (checked against the
-    conformance fixtures), which matters because ties and ``-inf`` decide the selection.
-    The official order is fft2 -> fftshift -> abs -> log -> mean; ``abs``/``log`` are elementwise,
-    so they run first here and the shift becomes one gather of real values (the mean then sums
-    the very same values in the very same order), in chunks to bound memory.
+    Bit-identical to the official per-cell ``20 * log10(abs(fftshift(fft2(cell)))).mean()`` on
+    CPU (checked against the conformance fixtures), which matters because ties and ``-inf``
+    decide the selection. ``fft2`` of a batch gives each cell the bits it gets alone; ``abs``,
+    ``log10`` and ``* 20`` are elementwise, so the shift is folded into where ``hypot`` (the
+    same bits as complex ``abs``) writes, and ``mean`` then sums the very same values in the
+    very same order. Call it on bounded batches (see :data:`_BAND_CELLS`).
     """
     n = cells.shape[0]
-    out = torch.empty(n, dtype=torch.float32)
-    for start in range(0, n, _METRIC_CHUNK):
-        spectrum = torch.view_as_real(torch.fft.fft2(cells[start : start + _METRIC_CHUNK]))
-        # hypot(re, im) is what complex abs computes (same bits), but vectorised and threaded
-        magnitude = torch.log10(torch.hypot(spectrum[..., 0], spectrum[..., 1])).mul_(20)
-        del spectrum
-        shifted = magnitude.reshape(magnitude.shape[0], -1)[:, _SHIFT]
-        out[start : start + _METRIC_CHUNK] = shifted.mean(dim=1)
-    return out
+    spectrum = torch.view_as_real(torch.fft.fft2(cells))
+    real, imag = spectrum[..., 0], spectrum[..., 1]
+    shifted = torch.empty(n, 3, CELL, CELL)
+    for dst, src in _SHIFT_BLOCKS:
+        torch.hypot(real[src], imag[src], out=shifted[dst])
+    shifted = shifted.reshape(n, -1)
+    return torch.log10(shifted, out=shifted).mul_(20).mean(dim=1)
 
 
 def _split(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -196,6 +217,32 @@ def _split(image: torch.Tensor, size: int) -> torch.Tensor:
     if out.dtype == torch.uint8:
         return out.float().div_(255)
     return out
+
+
+def _band(image: torch.Tensor, r0: int, r1: int, size: tuple[int, int]) -> torch.Tensor:
+    """28 px cell rows ``r0:r1`` of the padded-or-cropped image as (n, 3, 28, 28) float cells.
+
+    Only this band is padded or cropped, so the whole image is never copied.
+    """
+    _, h, w = image.shape
+    wp = size[1]
+    top, bottom = r0 * CELL, r1 * CELL
+    band = image[:, top : min(bottom, h), : min(w, wp)]
+    pad_bottom, pad_right = bottom - top - band.shape[1], wp - band.shape[2]
+    if pad_bottom or pad_right:
+        band = F.pad(band, (0, pad_right, 0, pad_bottom))
+    return _split(band, CELL)
+
+
+def _cells_at(image: torch.Tensor, index: torch.Tensor, cols: int, size: tuple[int, int]) -> torch.Tensor:
+    """The 28 px cells at row-major ``index`` of the padded-or-cropped image, (k, 3, 28, 28) float."""
+    _, h, w = image.shape
+    out = torch.zeros(len(index), 3, CELL, CELL, dtype=image.dtype)
+    for j, i in enumerate(index.tolist()):
+        top, left = (i // cols) * CELL, (i % cols) * CELL
+        patch = image[:, top : min(top + CELL, h), left : min(left + CELL, w)]
+        out[j, :, : patch.shape[1], : patch.shape[2]] = patch
+    return out.float().div_(255) if out.dtype == torch.uint8 else out
 
 
 class CharmTokenizer:
@@ -238,31 +285,45 @@ class CharmTokenizer:
         )
 
     def _multiscale(self, image: torch.Tensor) -> Tokenized:
+        """One pass over bands of cells (metric and low-resolution tokens), then the 64 kept
+        cells are cut again from the image: no full-size float copy of the image is made."""
         _, h, w = image.shape
-        image = _pad_or_crop_28(image)
-        rows, cols = image.shape[1] // CELL, image.shape[2] // CELL
-        cells = _split(image, CELL)  # (rows*cols, 3, 28, 28)
-        n = cells.shape[0]
+        size = _size_28(h, w)
+        rows, cols = size[0] // CELL, size[1] // CELL
+        n = rows * cols
+        band_rows = max(1, _BAND_CELLS // cols)
+        metric = torch.empty(n)
+        low_all = torch.empty(n, 3, PATCH, PATCH)
+        for r0 in range(0, rows, band_rows):
+            r1 = min(rows, r0 + band_rows)
+            cells = _band(image, r0, r1, size)
+            metric[r0 * cols : r1 * cols] = frequency_metric(cells)
+            # every cell's low-resolution token; the 64 kept ones are dropped below (cheap)
+            low_all[r0 * cols : r1 * cols] = F.interpolate(
+                cells, size=(PATCH, PATCH), mode="bicubic", align_corners=False
+            )
 
-        metric = frequency_metric(cells)
         k = min(NUM_HIGHRES_CELLS, n)
         kept = torch.sort(metric, stable=True).indices[n - k :].sort().values
         is_kept = torch.zeros(n, dtype=torch.bool)
         is_kept[kept] = True
+        low_index = (~is_kept).nonzero().squeeze(1)
 
-        low = F.interpolate(cells[~is_kept], size=(PATCH, PATCH), mode="bicubic", align_corners=False)
+        tokens = torch.empty(n - k + 4 * k, 3, PATCH, PATCH)
+        torch.index_select(low_all, 0, low_index, out=tokens[: n - k])
+        del low_all
         # each kept cell -> its four 14 px quarters: top-left, top-right, bottom-left, bottom-right
-        high = cells[kept].reshape(k, 3, 2, PATCH, 2, PATCH).permute(0, 2, 4, 1, 3, 5)
-        high = high.reshape(4 * k, 3, PATCH, PATCH)
+        high = _cells_at(image, kept, cols, size)
+        tokens[n - k :] = high.reshape(k, 3, 2, PATCH, 2, PATCH).permute(0, 2, 4, 1, 3, 5).reshape(-1, 3, PATCH, PATCH)
 
-        coarse = self.pos.grid(rows, cols)[~is_kept]
+        coarse = self.pos.grid(rows, cols)[low_index]
         # fine-grid row-major order of the kept cells' quarters (the official pairing)
         fine_mask = is_kept.reshape(rows, cols).repeat_interleave(2, 0).repeat_interleave(2, 1)
         fine_index = fine_mask.flatten().nonzero().squeeze(1)
         fine = self.pos.points(2 * rows, 2 * cols, fine_index)
 
         return Tokenized(
-            tokens=torch.cat([low, high]),
+            tokens=tokens,
             pos_embed=torch.cat([self.pos.cls[None], coarse, fine]),
             scale_ids=torch.cat([torch.zeros(n - k, dtype=torch.long), torch.ones(4 * k, dtype=torch.long)]),
             input_size=(w, h),

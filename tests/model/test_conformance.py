@@ -119,7 +119,7 @@ def test_multiscale_selection_and_pairing(scorers, case, ds):
         torch.testing.assert_close(t.tokens[-256 + k], expected, rtol=0, atol=TOL)
     # ...but the position row of the k-th *row-major* fine cell (the official pairing quirk)
     pos_rows = a[_key(a, ds, "highres_pos_fine_rows")]
-    fine = scorers[ds].tokenizer._tokenizer.pos.grid(2 * rows, fine_cols)
+    fine = scorers[ds].tokenizer.pos.grid(2 * rows, fine_cols)
     torch.testing.assert_close(t.pos_embed[-256:], fine[torch.from_numpy(pos_rows)], rtol=0, atol=TOL)
     assert int((own != pos_rows).sum()) == r["highres_tokens_with_pos_of_other_cell"]
 

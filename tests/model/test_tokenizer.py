@@ -135,3 +135,60 @@ def test_token_counts_follow_the_formula_of_each_path(h, w, budget):
         assert int(t.scale_ids.sum()) == 4 * k
         assert t.kept_cells.shape == (k,) and bool((t.kept_cells.diff() > 0).all())
     assert torch.isfinite(t.tokens).all() and torch.isfinite(t.pos_embed).all()
+
+
+def reference_multiscale(image: torch.Tensor, pos: PositionTable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The multi-scale path written the plain way: whole image, one cell at a time.
+
+    Returns (metric, tokens, pos_embed) to check the banded, vectorised tokenizer against.
+    """
+    img = _pad_or_crop_28(image)
+    rows, cols = img.shape[1] // 28, img.shape[2] // 28
+    cells = [img[:, r * 28 : r * 28 + 28, c * 28 : c * 28 + 28] for r in range(rows) for c in range(cols)]
+    metric = torch.stack(
+        [(20 * torch.log10(torch.abs(torch.fft.fftshift(torch.fft.fft2(c))))).mean() for c in cells]
+    )
+    kept = torch.sort(metric, stable=True).indices[-64:].sort().values.tolist()
+    low = [i for i in range(len(cells)) if i not in kept]
+    small = torch.nn.functional.interpolate(
+        torch.stack([cells[i] for i in low]), size=(14, 14), mode="bicubic", align_corners=False
+    )
+    quarters = [q for i in kept for q in (cells[i][:, :14, :14], cells[i][:, :14, 14:],
+                                          cells[i][:, 14:, :14], cells[i][:, 14:, 14:])]  # fmt: skip
+    fine_rows = sorted((2 * (i // cols) + dr) * 2 * cols + 2 * (i % cols) + dc for i in kept for dr in (0, 1) for dc in (0, 1))
+    positions = torch.cat([pos.cls[None], pos.grid(rows, cols)[low], pos.grid(2 * rows, 2 * cols)[fine_rows]])
+    return metric, torch.cat([small, torch.stack(quarters)]), positions
+
+
+@pytest.mark.parametrize("band_cells", [1, 7, 384])
+@pytest.mark.parametrize(("h", "w"), [(28 * 20, 28 * 24), (28 * 19 + 5, 28 * 23 + 9), (28 * 21 - 3, 28 * 22 + 1)])
+def test_banded_tokenizer_matches_the_plain_whole_image_version(monkeypatch, band_cells, h, w):
+    """Bands of any height (one cell, a partial last band, one band for all) give the same bits,
+    on padded, cropped and exact sizes, from float and from uint8 pixels."""
+    import charmcli.model.tokenizer as tokenizer_mod
+
+    monkeypatch.setattr(tokenizer_mod, "_BAND_CELLS", band_cells)
+    pixels = (noise(h, w, seed=h) * 255).round().to(torch.uint8)
+    pixels[:, :60, :90] = 128  # flat cells: -inf metric and ties
+    pos = table()
+    metric, tokens, positions = reference_multiscale(pixels.float() / 255, pos)
+    for image in (pixels, pixels.float() / 255):
+        t = CharmTokenizer(pos, 1025)(image)
+        assert t.path == "multiscale"
+        assert torch.equal(t.frequency, metric)
+        assert torch.equal(t.tokens, tokens)
+        assert torch.equal(t.pos_embed, positions)
+
+
+def test_tokenizer_threads_share_one_position_table():
+    """CPU lanes tokenize in several threads at once with one (cached) position table."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = [(28 * 20 + i, 28 * 24 - i) for i in range(8)]
+    images = [noise(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
+    serial = [CharmTokenizer(table(), 1025)(im) for im in images]
+    shared = CharmTokenizer(table(), 1025)
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(shared, images * 3))
+    for a, b in zip(serial * 3, parallel, strict=True):
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.pos_embed, b.pos_embed)
