@@ -164,7 +164,7 @@ def _pad_or_crop_28(image: torch.Tensor) -> torch.Tensor:
 
 
 def _shift_blocks() -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
-    """``fftshift`` over all three dims of a (3, 28, 28) spectrum as 8 block copies (dst, src).
+    """``fftshift`` over all three dims of (3, 28, 28) cells as 8 block copies (dst, src).
 
     Channels roll by 1 (3 // 2), rows and columns by 14; every block keeps unit inner stride.
     """
@@ -188,35 +188,53 @@ _BAND_CELLS = 384  #: cells per working band: its spectra (~7 MB) stay in cache;
 def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
     """Mean log-magnitude spectrum of each (3, 28, 28) float cell, as the official code computes it.
 
-    Bit-identical to the official per-cell ``20 * log10(abs(fftshift(fft2(cell)))).mean()`` on
-    CPU (checked against the conformance fixtures), which matters because ties and ``-inf``
-    decide the selection. ``fft2`` of a batch gives each cell the bits it gets alone; ``abs``,
-    ``log10`` and ``* 20`` are elementwise, so the shift is folded into where ``hypot`` (the
-    same bits as complex ``abs``) writes, and ``mean`` then sums the very same values in the
-    very same order. Call it on bounded batches (see :data:`_BAND_CELLS`).
+    The official code runs ``20 * log10(abs(fftshift(fft2(cell)))).mean()`` one cell at a time;
+    ties and ``-inf`` (exact zeros in a spectrum) decide the selection, so this reproduces its
+    bits rather than its value:
+
+    * ``fft2`` of a batch gives each cell the bits it gets alone;
+    * the official complex ``abs`` of a whole cell runs the vectorised kernel, which is
+      ``hypot`` of the real and imaginary parts: a ``hypot`` of contiguous float copies of the
+      parts gives the same bits;
+    * elementwise kernels fall back to a scalar loop (other bits) on the tail of each thread's
+      share of the elements; the official 2,352-element cell has no tail, so the batch is padded
+      to a multiple of the thread count to give every share a whole number of cells;
+    * ``fftshift`` is then 8 block copies of the magnitudes, and ``mean`` sums the very same
+      values in the very same order.
+
+    Call it on bounded batches (see :data:`_BAND_CELLS`).
     """
     n = cells.shape[0]
     spectrum = torch.view_as_real(torch.fft.fft2(cells))
-    real, imag = spectrum[..., 0], spectrum[..., 1]
-    shifted = torch.empty(n, 3, CELL, CELL)
+    threads = max(1, torch.get_num_threads())
+    rows = -(-n // threads) * threads
+    parts = torch.empty(2, rows, 3, CELL, CELL)
+    parts[:, n:] = 0
+    parts[0, :n] = spectrum[..., 0]
+    parts[1, :n] = spectrum[..., 1]
+    del spectrum
+    magnitude = torch.hypot(parts[0], parts[1], out=parts[0])
+    shifted = parts[1]  # free again: reuse it
     for dst, src in _SHIFT_BLOCKS:
-        torch.hypot(real[src], imag[src], out=shifted[dst])
-    shifted = shifted.reshape(n, -1)
-    return torch.log10(shifted, out=shifted).mul_(20).mean(dim=1)
+        shifted[:n][dst] = magnitude[:n][src]
+    shifted = torch.log10(shifted, out=shifted).mul_(20)
+    return shifted[:n].reshape(n, -1).mean(dim=1)
 
 
 def _split(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, R*size, C*size) -> (R*C, 3, size, size) in row-major order.
+    """(3, R*size, C*size) -> (R*C, 3, size, size) in row-major order, in one copy.
 
     A uint8 image (0..255) comes out as float32 in [0, 1] (``x / 255``, as ``ToTensor``): the
-    copy into cells is then done on bytes, and the conversion on the contiguous result.
+    bytes are read through a strided view and divided straight into the cells.
     """
     c, h, w = image.shape
     r, k = h // size, w // size
-    out = image.reshape(c, r, size, k, size).permute(1, 3, 0, 2, 4).reshape(r * k, c, size, size)
-    if out.dtype == torch.uint8:
-        return out.float().div_(255)
-    return out
+    view = image.reshape(c, r, size, k, size).permute(1, 3, 0, 2, 4)
+    if view.dtype != torch.uint8:
+        return view.reshape(r * k, c, size, size)
+    out = torch.empty(r, k, c, size, size)
+    torch.div(view, 255, out=out)
+    return out.reshape(r * k, c, size, size)
 
 
 def _band(image: torch.Tensor, r0: int, r1: int, size: tuple[int, int]) -> torch.Tensor:
@@ -235,11 +253,21 @@ def _band(image: torch.Tensor, r0: int, r1: int, size: tuple[int, int]) -> torch
 
 
 def _cells_at(image: torch.Tensor, index: torch.Tensor, cols: int, size: tuple[int, int]) -> torch.Tensor:
-    """The 28 px cells at row-major ``index`` of the padded-or-cropped image, (k, 3, 28, 28) float."""
-    _, h, w = image.shape
-    out = torch.zeros(len(index), 3, CELL, CELL, dtype=image.dtype)
-    for j, i in enumerate(index.tolist()):
-        top, left = (i // cols) * CELL, (i % cols) * CELL
+    """The 28 px cells at row-major ``index`` of the padded-or-cropped image, (k, 3, 28, 28) float.
+
+    Cells wholly inside the image are gathered in one indexing op; the few on a padded edge
+    are cut one by one.
+    """
+    c, h, w = image.shape
+    full_rows, full_cols = min(h, size[0]) // CELL, min(w, size[1]) // CELL
+    grid = image[:, : full_rows * CELL, : full_cols * CELL].reshape(c, full_rows, CELL, full_cols, CELL)
+    grid = grid.permute(1, 3, 0, 2, 4)
+    r, q = index // cols, index % cols
+    inside = (r < full_rows) & (q < full_cols)
+    out = torch.zeros(len(index), c, CELL, CELL, dtype=image.dtype)
+    out[inside] = grid[r[inside], q[inside]]
+    for j in (~inside).nonzero().flatten().tolist():
+        top, left = int(r[j]) * CELL, int(q[j]) * CELL
         patch = image[:, top : min(top + CELL, h), left : min(left + CELL, w)]
         out[j, :, : patch.shape[1], : patch.shape[2]] = patch
     return out.float().div_(255) if out.dtype == torch.uint8 else out
