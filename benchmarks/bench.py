@@ -256,7 +256,6 @@ def _run_pipeline(paths: list[Path], db: Path, checkpoint: Path, **opts):
     finally:
         store.close()
     load = prof.seconds.get("load model", 0.0)
-    prof.lanes = pipe.lanes  # type: ignore[attr-defined]
     return events, wall, load, prof
 
 
@@ -264,9 +263,7 @@ def section_e2e(work: Path, official: Official | None, checkpoint: Path, n_image
     out(f"## 2. End to end, default settings, {n_images} photos of ~1 MP (long side 1024, JPEG q95, no EXIF)")
     out()
     paths = make_e2e_images(work / "e2e", n_images)
-    off_rates, ours_rates, one_lane_rates, off_scores, our_scores = [], [], [], {}, {}
-    one_lane_scores: dict[str, float] = {}
-    lanes = 1
+    off_rates, ours_rates, off_scores, our_scores = [], [], {}, {}
     off_stage: dict[str, list[float]] = {}
     our_stage: dict[str, list[float]] = {}
     for _r in range(repeats):
@@ -279,38 +276,24 @@ def section_e2e(work: Path, official: Official | None, checkpoint: Path, n_image
                 for k in ("decode", "tokenize", "network"):
                     off_stage.setdefault(k, []).append(rep["timings"][k])
             off_rates.append(len(paths) / total)
-        # the ablation (network in the main thread, no lanes), then the default
-        events, wall, load, _prof = _run_pipeline(paths, work / "e2e.db", checkpoint, lanes=False)
-        one_lane_rates.append(len(paths) / (wall - load))
-        one_lane_scores = {Path(e.path).name: e.score for e in events}
         events, wall, load, prof = _run_pipeline(paths, work / "e2e.db", checkpoint)
         bad = [e for e in events if e.status != "scored"]
         if bad:
             raise RuntimeError(f"charm did not score {bad[0].path}: {bad[0].status} {bad[0].error}")
         ours_rates.append(len(paths) / (wall - load))
         our_scores = {Path(e.path).name: e.score for e in events}
-        lanes = prof.lanes
         for stage, seconds, _count in prof.rows():
             our_stage.setdefault(stage, []).append(seconds)
-    res = {"charm_img_s": med(ours_rates), "charm_one_lane_img_s": med(one_lane_rates), "lanes": lanes,
-           "runs": repeats}  # fmt: skip
-    rows = [
-        [f"charm score (pipeline, defaults: {lanes} CPU lanes; model load excluded)", f"{med(ours_rates):.3f}"],
-        ["charm score, network in the main thread (lanes off)", f"{med(one_lane_rates):.3f}"],
-    ]
+    diffs = [abs(off_scores[k] - our_scores[k]) for k in off_scores]
+    res = {"charm_img_s": med(ours_rates), "runs": repeats}
+    rows = [["charm score (pipeline, defaults; model load excluded)", f"{med(ours_rates):.3f}", "", ""]]
     if official is not None:
-        base = med(off_rates)
-        diffs = [abs(off_scores[k] - our_scores[k]) for k in off_scores]
-        diffs1 = [abs(off_scores[k] - one_lane_scores[k]) for k in off_scores]
-        res.update(official_img_s=base, ratio=med(ours_rates) / base, one_lane_ratio=med(one_lane_rates) / base,
-                   max_abs_score_diff=max(diffs), one_lane_max_abs_score_diff=max(diffs1),
-                   n_compared=len(diffs))  # fmt: skip
-        rows[0] += [f"{res['ratio']:.2f}x", f"{max(diffs):.2e} ({len(diffs)} images)"]
-        rows[1] += [f"{res['one_lane_ratio']:.2f}x", f"{max(diffs1):.2e} ({len(diffs1)} images)"]
-        rows.insert(0, ["official (decode + tokenize + network, no_grad)", f"{base:.3f}", "1.00x", "-"])
-    else:
-        rows = [[*r, "-", "-"] for r in rows]
-    table(["pipeline", "images/s (median)", "vs official", "max abs score diff vs official"], rows)
+        res.update(official_img_s=med(off_rates), ratio=med(ours_rates) / med(off_rates),
+                   max_abs_score_diff=max(diffs), n_compared=len(diffs))  # fmt: skip
+        rows.insert(0, ["official (decode + tokenize + network, no_grad)", f"{med(off_rates):.3f}", "", ""])
+        rows[0][2] = rows[1][2] = f"{res['ratio']:.2f}x charm/official"
+        rows[0][3] = rows[1][3] = f"{max(diffs):.2e} ({len(diffs)} images)"
+    table(["pipeline", "images/s (median)", "ratio", "max abs score diff"], rows)
     out()
     parts = []
     if official is not None:
@@ -339,15 +322,13 @@ def section_big(work: Path, checkpoint: Path, copies: int, repeats: int) -> dict
         events, wall, load, prof = _run_pipeline(paths, work / "big.db", checkpoint)
         assert all(e.status == "scored" for e in events), [e.error for e in events if e.status != "scored"]
         walls.append(wall - load)
-        # with CPU lanes the network runs in several threads at once: its seconds are summed over
-        # lanes, so the share of the lanes' time outside the network is 1 - net / (lanes * wall)
-        nets.append(prof.seconds.get("network", 0.0) / max(1, prof.lanes))
-        stage_runs.append({**prof.seconds, "_lanes": prof.lanes})
+        nets.append(prof.seconds.get("network", 0.0))
+        stage_runs.append(dict(prof.seconds))
     i = walls.index(med(walls)) if med(walls) in walls else 0
     stages = stage_runs[i]
     wall, net = walls[i], nets[i]
     n = len(paths)
-    rows = [[k, f"{v:.3f}", f"{1000 * v / n:.0f}"] for k, v in stages.items() if k not in ("load model", "_lanes")]
+    rows = [[k, f"{v:.3f}", f"{1000 * v / n:.0f}"] for k, v in stages.items() if k not in ("load model",)]
     # decode = open + (draft) + load + EXIF orientation + bicubic resize; split it apart here
     data = read_bytes(BIG)
     t_draft, t_nodraft, t_load_draft = [], [], []
@@ -366,10 +347,8 @@ def section_big(work: Path, checkpoint: Path, copies: int, repeats: int) -> dict
     table(["stage (pipeline profile, summed over threads)", "seconds", "ms / image"], rows)
     out()
     share = (wall - net) / wall
-    lanes = max(1, stage_runs[i].get("_lanes", 1))
     out(f"- wall (model load excluded) {wall:.2f} s for {n} images = {n / wall:.2f} images/s; "
-        f"network {net:.2f} s per lane ({lanes} lane(s)); **outside the network: {100 * share:.0f}% of "
-        "wall** (target <= 25%)")  # fmt: skip
+        f"network {net:.2f} s; **outside the network: {100 * share:.0f}% of wall** (target <= 25%)")  # fmt: skip
     out(f"- 24 MP decode to 1024 px: with draft {med(t_draft):.3f} s (of which JPEG draft decode "
         f"{med(t_load_draft):.3f} s, orient/resize/convert {med(t_draft) - med(t_load_draft):.3f} s); "
         f"without draft {med(t_nodraft):.3f} s -> draft saves {med(t_nodraft) - med(t_draft):.3f} s/image "

@@ -134,15 +134,7 @@ MaxSideOpt = Annotated[
 MaxPixelsOpt = Annotated[
     int, typer.Option("--max-pixels", min=0, help="Refuse larger images before decoding (0 = no limit).")
 ]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        min=1,
-        help="Worker threads (default: up to 4). On CPU each decodes, tokenizes and scores its own photo "
-        "with its share of the cores.",
-    ),
-]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: up to 4).")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per network call (default: 8 on CUDA, 1 on CPU).")]
 
 

@@ -14,13 +14,9 @@ How one run flows:
    the next files overlaps the network on this one): read the bytes once, hash them; if that
    content already has a score (a moved, renamed or copied file) reuse it without decoding;
    else decode, read EXIF from the same bytes and tokenize (``Scorer.prepare`` is thread-safe).
-3. **The network** runs, on CPU at a bounded resolution, in the same worker right after
-   tokenizing (*lanes*: each worker scores its own photo with its share of the cores, which on
-   a small CPU beats one photo at a time on all cores, because a ViT-S forward does not scale
-   perfectly across threads and the workers never compete for cores with a decode); on CUDA,
-   at native resolution or with ``batch_size`` > 1, in the main thread, in padded batches.
-   Rows then go to the store through a :class:`~charmcli.store.BatchWriter` (small
-   transactions: an interrupt loses only what is in flight).
+3. **The network runs in the main thread**, in batches, then rows go to the store through a
+   :class:`~charmcli.store.BatchWriter` (small transactions: an interrupt loses only what is in
+   flight).
 
 The model is loaded lazily: a run whose files are all cached needs neither torch nor the
 checkpoint, as long as the checkpoint's identity is remembered in the store (it is after the
@@ -80,7 +76,6 @@ class ScoreOptions:
     retry_failed: bool = False
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     batch_size: int | None = None  #: None: 8 on CUDA, 1 on CPU
-    lanes: bool | None = None  #: CPU network in the workers (None: when the resolution is bounded)
 
     @property
     def preprocess(self) -> str:
@@ -304,8 +299,6 @@ class _Prepared:
     meta: PhotoMeta
     tokens: Any
     event: FileEvent | None = None
-    result: Any = None  #: the network's ScoreResult when a CPU lane already ran it
-    scored_in_lane: bool = False  #: True even if the lane's network call failed (result None)
 
 
 @dataclass
@@ -353,8 +346,6 @@ class Pipeline:
         self.model = ModelHandle(options, store, self.profile)
         self.writer = writer or BatchWriter(store)
         self.summary = Summary()
-        self._lane_threads: int | None = None  #: torch threads per lane; None = no lanes (yet)
-        self._lane_lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -394,7 +385,6 @@ class Pipeline:
             with self.profile.timer("store"):
                 self.writer.flush()
             self.summary.seconds = time.perf_counter() - start
-            self._end_lanes()
 
     # -- main-thread steps -------------------------------------------------------------------
 
@@ -466,27 +456,22 @@ class Pipeline:
 
     def _score(self, batch: list[_Prepared]) -> None:
         """Run the network on a batch (one by one if the batch fails) and queue the rows."""
-        todo = [p for p in batch if not p.scored_in_lane]
-        if todo:
-            scorer = self.model.get()
-            start = time.perf_counter()
-            try:
-                results: list[Any] = scorer.score_prepared([p.tokens for p in todo])
-            except Exception:
+        scorer = self.model.get()
+        start = time.perf_counter()
+        try:
+            results = scorer.score_prepared([p.tokens for p in batch])
+        except Exception:
+            if len(batch) == 1:
                 results = [None]
-            finally:
-                self.profile.add("network", time.perf_counter() - start, len(todo))
-            if len(results) == len(todo):
-                for p, r in zip(todo, results, strict=True):
-                    p.result = r
-            else:  # the batch failed: one by one, so one bad image does not fail the others
-                for p in todo:
+            else:
+                for p in batch:
                     self._score([p])
+                return
+        finally:
+            self.profile.add("network", time.perf_counter() - start, len(batch))
         name, checkpoint_id = self.model.identity()
-        for prepared in batch:
-            if prepared.event is not None:  # already recorded (a one-by-one retry above)
-                continue
-            result, entry, decoded = prepared.result, prepared.entry, prepared.decoded
+        for prepared, result in zip(batch, results, strict=True):
+            entry, decoded = prepared.entry, prepared.decoded
             path = _abs(entry.path)
             if result is None:
                 prepared.event = self._finish(_Failed(entry, "the model failed on this image", "model", decoded.sha256))
@@ -575,22 +560,9 @@ class Pipeline:
             if known is not None:  # content scored before, but no photo row to copy from
                 return _Reuse(entry, sha, known, None, decoded, meta)
             scorer = self.model.get()
-            lane_threads = self._lanes(scorer)
-            if lane_threads:
-                import torch
-
-                torch.set_num_threads(lane_threads)  # this thread's share (OpenMP is per thread)
             with profile.timer("tokenize"):
                 tokens = scorer.prepare(decoded.image)
-            prepared = _Prepared(entry, decoded, meta, tokens)
-            if lane_threads:
-                prepared.scored_in_lane = True
-                with profile.timer("network"):
-                    try:
-                        prepared.result = scorer.score_prepared([tokens])[0]
-                    except Exception:
-                        prepared.result = None  # recorded as a model failure by _score
-            return prepared
+            return _Prepared(entry, decoded, meta, tokens)
         except DecodeError as exc:
             return _Failed(entry, str(exc), exc.kind, sha)
         except FatalError as exc:
@@ -600,51 +572,6 @@ class Pipeline:
         except Exception as exc:  # one bad file never stops the run
             message = " ".join(str(exc).split()) or type(exc).__name__
             return _Failed(entry, f"unexpected error: {type(exc).__name__}: {message}"[:300], "internal")
-
-
-    # -- CPU lanes ---------------------------------------------------------------------------
-
-    @property
-    def lanes(self) -> int:
-        """How many photos the network ran on side by side (1: the main thread; 0: not yet known)."""
-        if self._lane_threads is None:
-            return 0
-        return self.options.workers if self._lane_threads else 1
-
-    def _lanes(self, scorer: Scorer) -> int | None:
-        """Torch threads per lane when the workers run the network themselves, else ``None``.
-
-        Decided once, on the first call: lanes need a CPU model, more than one worker, batches
-        of one and a bounded resolution (at native resolution one photo already fills the
-        cores, and two 30k-token photos side by side would double the memory).
-        """
-        with self._lane_lock:
-            if self._lane_threads is None:
-                opts = self.options
-                wanted = opts.lanes
-                if wanted is None:
-                    wanted = opts.max_side > 0 and not opts.exact
-                usable = (
-                    wanted
-                    and scorer.device.type == "cpu"
-                    and opts.workers > 1
-                    and (opts.batch_size or 1) == 1
-                )
-                if not usable:
-                    self._lane_threads = 0
-                else:
-                    import torch
-
-                    self._saved_threads = torch.get_num_threads()
-                    self._lane_threads = max(1, self._saved_threads // opts.workers)
-            return self._lane_threads or None
-
-    def _end_lanes(self) -> None:
-        """Give the process its torch thread count back (the library may be used after a run)."""
-        if self._lane_threads:
-            import torch
-
-            torch.set_num_threads(self._saved_threads)
 
 
 def _abs(path: os.PathLike[str] | str) -> str:
