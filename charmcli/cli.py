@@ -135,7 +135,12 @@ MaxPixelsOpt = Annotated[
     int, typer.Option("--max-pixels", min=0, help="Refuse larger images before decoding (0 = no limit).")
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: up to 4).")]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per network call (default: 8 on CUDA, 1 on CPU).")]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size", min=1, help="Images per network call (default: 1 on CPU; on CUDA, from free memory, up to 128)."
+    ),
+]
 
 
 class LinkMode(str, Enum):

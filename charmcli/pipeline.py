@@ -75,7 +75,7 @@ class ScoreOptions:
     rescore: bool = False
     retry_failed: bool = False
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
-    batch_size: int | None = None  #: None: 8 on CUDA, 1 on CPU
+    batch_size: int | None = None  #: None: 1 on CPU; on CUDA, from free memory (up to 128)
 
     @property
     def preprocess(self) -> str:
@@ -431,16 +431,19 @@ class Pipeline:
                 ready.append(outcome)
             else:
                 ready.append(_Done(self._finish(outcome)))
-        pending = sum(isinstance(r, _Prepared) for r in ready)
-        if pending == 0 or pending >= self._batch_size() or final:
+        pending = [r for r in ready if isinstance(r, _Prepared)]
+        if not pending or len(pending) >= self._batch_size(pending) or final:
             yield from self._flush_ready(ready)
 
-    def _batch_size(self) -> int:
+    def _batch_size(self, pending: Sequence[_Prepared]) -> int:
+        """``--batch-size``, else 1 on CPU, else what the GPU's free memory holds of the longest
+        sequence waiting (so native-resolution photos get small batches, small photos big ones)."""
         if self.options.batch_size:
             return self.options.batch_size
         if not self.model.loaded:
             return 1
-        return 8 if self.model.get().device.type == "cuda" else 1
+        longest = max((p.tokens.num_tokens for p in pending), default=1)
+        return self.model.get().batch_limit(longest)
 
     def _flush_ready(self, ready: list[_Done | _Prepared]) -> Iterator[FileEvent]:
         batch = [r for r in ready if isinstance(r, _Prepared)]

@@ -66,6 +66,21 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("charm")) / "converted"
 
 
+def batch_for_memory(free_bytes: int, tokens: int, cfg: NetworkConfig, *, cap: int = 128, share: float = 0.6) -> int:
+    """Images per forward pass that fit in ``share`` of ``free_bytes``, between 1 and ``cap``.
+
+    The estimate is fp32 throughout (autocast only makes it safer) and counts, per token, the
+    inputs (pixels, position row) and the widest moment of a block in inference: the residual
+    stream, its norm, q/k/v and their head-split copies, the attention and projection outputs
+    (10 x dim) and the MLP's hidden layer before and after GELU (2 x hidden). Attention itself
+    adds no tokens-squared term: scaled-dot-product attention uses a memory-efficient kernel on
+    CUDA, with or without the padding mask. A 1.5x margin covers the allocator's slack.
+    """
+    per_token = 4 * (3 * 14 * 14 + cfg.dim + 10 * cfg.dim + 2 * cfg.mlp_hidden)
+    per_image = 1.5 * per_token * max(1, tokens)
+    return max(1, min(cap, int(free_bytes * share // per_image)))
+
+
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> (3, H, W) float32 in [0, 1], as ``torchvision.ToTensor`` does."""
     if image.mode != "RGB":
@@ -182,6 +197,15 @@ class Scorer:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             return torch.autocast("cuda", dtype=dtype)
         return torch.autocast(self.device.type, enabled=False)
+
+    def batch_limit(self, tokens: int, cap: int = 128) -> int:
+        """How many images of ``tokens`` tokens one forward pass takes: 1 on CPU (batching does
+        not pay there), else as many as fit in the GPU's free memory (see
+        :func:`batch_for_memory`)."""
+        if self.device.type != "cuda":
+            return 1
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return batch_for_memory(free, tokens, self.network.cfg, cap=cap)
 
     def score_prepared(self, batch: Sequence[Tokenized]) -> list[ScoreResult]:
         """Run the network on tokenized images (padded into one batch when there are several)."""

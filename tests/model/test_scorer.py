@@ -93,3 +93,29 @@ def test_cuda_request_without_cuda():
     with pytest.raises(ValueError, match="CUDA"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_gpu_batch_size_follows_free_memory_and_sequence_length():
+    from charmcli.model.checkpoint import NetworkConfig
+    from charmcli.model.scorer import batch_for_memory
+
+    small = NetworkConfig(dim=384, depth=12, heads=6, mlp_hidden=1536, num_classes=1, activation="sigmoid")
+    large = NetworkConfig(dim=1024, depth=24, heads=16, mlp_hidden=4096, num_classes=10, activation="softmax")
+    gib = 1 << 30
+    # an 80 GB card: default-resolution photos (~1.6k tokens) fill the cap of 128
+    assert batch_for_memory(78 * gib, 1562, small) == 128
+    # less memory, longer sequences or a wider model -> fewer images, never below one
+    mid = batch_for_memory(2 * gib, 1562, small)
+    assert 1 < mid < 128
+    assert batch_for_memory(1 * gib, 1562, small) < mid
+    assert batch_for_memory(2 * gib, 1562, large) < mid
+    assert batch_for_memory(78 * gib, 30938, small) < batch_for_memory(78 * gib, 1562, small)
+    assert batch_for_memory(0, 30938, small) == 1
+    # the estimate is linear in tokens: twice the tokens, about half the batch
+    assert batch_for_memory(8 * gib, 2000, small) in range(
+        batch_for_memory(8 * gib, 1000, small) // 2 - 1, batch_for_memory(8 * gib, 1000, small) // 2 + 2
+    )
+
+
+def test_cpu_batches_one_image_at_a_time(scorer):
+    assert scorer.batch_limit(1229) == 1
