@@ -185,6 +185,28 @@ _SHIFT_BLOCKS = _shift_blocks()
 _BAND_CELLS = 384  #: cells per working band: its spectra (~7 MB) stay in cache; bounded memory
 
 
+_CELL_VALUES = 3 * CELL * CELL  #: values in one cell's spectrum
+_GRAIN = 32768  #: ATen's elementwise grain: fewer values than this run in one thread
+_VECTOR_STEP = 32  #: values per step of ATen's vector loop (2 vectors: 16 on AVX2, 32 on AVX-512)
+
+
+def _rows_without_tails(n: int, threads: int) -> int:
+    """The fewest cells >= ``n`` whose values split into thread shares of whole vector steps.
+
+    ATen gives ``min(threads, ceil(values / grain))`` threads ``ceil(values / k)`` values each;
+    a share that is not a whole number of vector steps ends in a scalar loop, whose ``hypot``
+    can differ in the last bit from the vector one the official per-cell code uses.
+    """
+    rows = n
+    for _ in range(64 * max(1, threads)):  # a few steps in practice; bounded to be safe
+        total = rows * _CELL_VALUES
+        shares = 1 if threads <= 1 or total < _GRAIN else min(threads, -(-total // _GRAIN))
+        if total % shares == 0 and (total // shares) % _VECTOR_STEP == 0:
+            return rows
+        rows += 1
+    return n  # not reached for any real thread count; tails then only risk a last-bit difference
+
+
 def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
     """Mean log-magnitude spectrum of each (3, 28, 28) float cell, as the official code computes it.
 
@@ -197,8 +219,9 @@ def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
       ``hypot`` of the real and imaginary parts: a ``hypot`` of contiguous float copies of the
       parts gives the same bits;
     * elementwise kernels fall back to a scalar loop (other bits) on the tail of each thread's
-      share of the elements; the official 2,352-element cell has no tail, so the batch is padded
-      to a multiple of the thread count to give every share a whole number of cells;
+      share of the elements that does not fill a whole step of the vector loop; the official
+      2,352-element cell has no such tail on AVX2, so the batch is padded with empty cells until
+      every share is a whole number of steps (:func:`_rows_without_tails`);
     * ``fftshift`` is then 8 block copies of the magnitudes, and ``mean`` sums the very same
       values in the very same order.
 
@@ -206,8 +229,7 @@ def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
     """
     n = cells.shape[0]
     spectrum = torch.view_as_real(torch.fft.fft2(cells))
-    threads = max(1, torch.get_num_threads())
-    rows = -(-n // threads) * threads
+    rows = _rows_without_tails(n, torch.get_num_threads())
     parts = torch.empty(2, rows, 3, CELL, CELL)
     parts[:, n:] = 0
     parts[0, :n] = spectrum[..., 0]

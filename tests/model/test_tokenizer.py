@@ -197,3 +197,32 @@ def test_tokenizer_threads_share_one_position_table():
         parallel = list(pool.map(shared, images * 3))
     for a, b in zip(serial * 3, parallel, strict=True):
         assert torch.equal(a.tokens, b.tokens) and torch.equal(a.pos_embed, b.pos_embed)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4, 6, 8, 12, 16, 32, 64])
+def test_metric_batches_split_into_whole_vector_steps_per_thread(threads):
+    """Replays ATen's split of an elementwise op over threads: no share may end in a scalar tail."""
+    from charmcli.model.tokenizer import _CELL_VALUES, _GRAIN, _VECTOR_STEP, _rows_without_tails
+
+    for n in [1, 2, 7, 13, 14, 55, 56, 57, 100, 255, 384, 385, 1000]:
+        rows = _rows_without_tails(n, threads)
+        assert n <= rows < n + 4 * threads
+        total = rows * _CELL_VALUES
+        shares = 1 if threads == 1 or total < _GRAIN else min(threads, -(-total // _GRAIN))
+        size = -(-total // shares)
+        starts = range(0, total, size)
+        assert all((min(total, b + size) - b) % _VECTOR_STEP == 0 for b in starts), (n, rows, shares)
+
+
+def test_metric_bits_do_not_depend_on_the_thread_count():
+    cells = torch.rand(97, 3, 28, 28, generator=torch.Generator().manual_seed(5))
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(frequency_metric(cells))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+    assert torch.equal(results[0][:5], torch.stack([frequency_metric(c[None])[0] for c in cells[:5]]))
