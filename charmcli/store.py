@@ -68,6 +68,15 @@ SCORE_COLUMNS = (
 )
 
 
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str], keep: Sequence[str] = ()) -> str:
+    """``INSERT … ON CONFLICT(key) DO UPDATE`` of every column but the key and ``keep``."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key and c not in keep)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
 class StoreError(Exception):
     """The database cannot be opened or used; ``str()`` is one line for the user."""
 
@@ -445,13 +454,7 @@ class Store:
         when = when or now_iso()
         values = [row.path, row.size, row.mtime_ns, row.sha256, row.width, row.height]
         values += [row.meta.get(c) for c in META_COLUMNS] + [row.format, when, when]
-        columns = (*PHOTO_COLUMNS, "first_seen", "last_seen")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("path", "first_seen"))
-        sql = (
-            f"INSERT INTO photos ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT(path) DO UPDATE SET {updates}"
-        )
-        return sql, values
+        return _upsert("photos", (*PHOTO_COLUMNS, "first_seen", "last_seen"), ("path",), keep=("first_seen",)), values
 
     @staticmethod
     def op_seen(path: str, when: str | None = None) -> tuple[str, Sequence[Any]]:
@@ -477,25 +480,14 @@ class Store:
             row.seconds,
             when or now_iso(),
         ]
-        columns = (*SCORE_COLUMNS, "scored_at")
         key = ("sha256", "model", "checkpoint_id", "preprocess")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-        sql = (
-            f"INSERT INTO scores ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}"
-        )
-        return sql, values
+        return _upsert("scores", (*SCORE_COLUMNS, "scored_at"), key), values
 
     @staticmethod
     def op_failure(row: FailureRow, when: str | None = None) -> tuple[str, Sequence[Any]]:
         columns = ("path", "sha256", "reason", "kind", "size", "mtime_ns", "options", "failed_at")
         values = [row.path, row.sha256, row.reason, row.kind, row.size, row.mtime_ns, row.options]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "path")
-        sql = (
-            f"INSERT INTO failures ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT(path) DO UPDATE SET {updates}"
-        )
-        return sql, [*values, when or now_iso()]
+        return _upsert("failures", columns, ("path",)), [*values, when or now_iso()]
 
     @staticmethod
     def op_clear_failure(path: str) -> tuple[str, Sequence[Any]]:
