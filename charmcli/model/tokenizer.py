@@ -93,7 +93,7 @@ class PositionTable:
         self._grid = table[1:].reshape(1, side, side, self.dim).permute(0, 3, 1, 2).contiguous()
         self._cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
-        self._lock = threading.Lock()  # tokenizers may run in several threads (CPU lanes)
+        self._lock = threading.Lock()  # the pipeline tokenizes in its decode threads
 
     def _scale(self, n: int) -> float:
         return float(n + INTERPOLATE_OFFSET) / float(self.side)
@@ -154,13 +154,6 @@ def _size_28(h: int, w: int) -> tuple[int, int]:
     if pad_w * pad_h > crop_w * crop_h and h >= CELL and w >= CELL:
         return h - h % CELL, w - w % CELL
     return h + (-h) % CELL, w + (-w) % CELL
-
-
-def _pad_or_crop_28(image: torch.Tensor) -> torch.Tensor:
-    """The whole (3, H, W) image padded (zeros, right/bottom) or cropped as :func:`_size_28` says."""
-    _, h, w = image.shape
-    hp, wp = _size_28(h, w)
-    return F.pad(image[:, : min(h, hp), : min(w, wp)], (0, max(0, wp - w), 0, max(0, hp - h)))
 
 
 def _shift_blocks() -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:

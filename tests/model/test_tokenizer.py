@@ -9,12 +9,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable, _pad_or_crop_28, frequency_metric
+from charmcli.model.tokenizer import CharmTokenizer, PositionTable, _size_28, frequency_metric
 
 
 def table(dim: int = 8, side: int = 37, seed: int = 0) -> PositionTable:
     g = torch.Generator().manual_seed(seed)
     return PositionTable(torch.randn(1, 1 + side * side, dim, generator=g))
+
+
+def _pad_or_crop_28(image: torch.Tensor) -> torch.Tensor:
+    """The whole image padded (zeros, right/bottom) or cropped to the size ``_size_28`` picks."""
+    _, h, w = image.shape
+    hp, wp = _size_28(h, w)
+    return torch.nn.functional.pad(image[:, : min(h, hp), : min(w, wp)], (0, max(0, wp - w), 0, max(0, hp - h)))
 
 
 def noise(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -186,7 +193,7 @@ def test_banded_tokenizer_matches_the_plain_whole_image_version(monkeypatch, ban
 
 
 def test_tokenizer_threads_share_one_position_table():
-    """CPU lanes tokenize in several threads at once with one (cached) position table."""
+    """The pipeline tokenizes in several decode threads at once with one (cached) position table."""
     from concurrent.futures import ThreadPoolExecutor
 
     sizes = [(28 * 20 + i, 28 * 24 - i) for i in range(8)]
