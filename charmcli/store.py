@@ -286,10 +286,16 @@ _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$"
 
 def check_date(text: str) -> str:
     """Normalise a ``--since/--until`` value (``2023``, ``2023-05``, ``2023-05-31[T12:00]``)."""
-    value = text.strip()
-    if not _DATE_RE.match(value):
-        raise ValueError(f"invalid date {text!r}; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM")
-    return value.replace(" ", "T")
+    value = text.strip().replace(" ", "T")
+    if _DATE_RE.match(value):
+        # Every part must exist on a calendar: "2010-13" is no month, not January 2011.
+        full = value + "-01-01T00:00:00"[len(value) - 4 :] if len(value) < 19 else value
+        try:
+            datetime.fromisoformat(full)
+            return value
+        except ValueError:
+            pass
+    raise ValueError(f"invalid date {text!r}; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM")
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -405,12 +411,6 @@ class Store:
 
     def scores_for_sha(self, sha256: str) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC", (sha256,))
-
-    def latest_score(self, sha256: str, model: str) -> dict[str, Any] | None:
-        return self._one(
-            "SELECT * FROM scores WHERE sha256 = ? AND model = ? ORDER BY scored_at DESC, id DESC LIMIT 1",
-            (sha256, model),
-        )
 
     # -- checkpoint identity memo ------------------------------------------------------------
 
@@ -643,7 +643,6 @@ class BatchWriter:
         self.max_seconds = max_seconds
         self.pending: list[tuple[str, Sequence[Any]]] = []
         self.commits = 0
-        self.seconds = 0.0
         self._last = time.monotonic()
 
     def add(self, *ops: tuple[str, Sequence[Any]]) -> None:
@@ -656,12 +655,6 @@ class BatchWriter:
         if not self.pending:
             return
         ops, self.pending = self.pending, []
-        start = time.perf_counter()
         self.store.write(ops)
-        self.seconds += time.perf_counter() - start
         self.commits += 1
 
-
-def open_store(path: os.PathLike[str] | str | None = None) -> Store:
-    """Open (creating and migrating as needed) the database at ``path`` or the default one."""
-    return Store(path if path is not None else default_db_path())
