@@ -362,6 +362,12 @@ def print_table(
         if not optional:
             break
         active.remove(max(optional, key=lambda i: columns[i].drop))
+    if path_col is not None:  # free text gives way (down to 16 cells) before a file name is cut
+        names = [cell_len(os.path.basename(display_path(r[path_col]))) for r in rows if r is not None]
+        need = min(natural[path_col], max([MIN_PATH] + [n + 2 for n in names]))
+        for i in active:
+            if columns[i].wrap and budget() < need:
+                natural[i] = max(min(16, natural[i]), natural[i] - (need - budget()))
     limit = max(12, budget()) if path_col is not None else 0
     if title:
         console.print(Text.from_markup(title), no_wrap=True, overflow="ellipsis")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 
@@ -38,6 +39,7 @@ from charmcli.cli.options import (
     emit_json,
     err,
     fail,
+    fit_path,
     fmt_pct,
     fmt_score,
     folder_title,
@@ -348,7 +350,7 @@ def _print_show(info: dict[str, Any]) -> None:
     """Facts as ``key value`` lines, then each score on two lines that fit 80 columns:
     model, score, percentile and when; then checkpoint, decode policy, input and kept cells."""
     console = out()
-    console.print(f"[bold]{escape(display_path(info['path']))}[/bold]", soft_wrap=True)
+    console.print(f"[bold]{escape(fit_path(display_path(info['path']), console.width))}[/bold]")
     console.print(f"sha256 {info['sha256']}", soft_wrap=True)
     photo = info["photo"] or {}
     for key in _FACTS:
@@ -365,11 +367,13 @@ def _print_show(info: dict[str, Any]) -> None:
         size = f"{s['input_size'][0]}x{s['input_size'][1]}" if s["input_size"] else "?"
         pct = "" if s.get("percentile") is None else f"  pct {s['percentile']:.0f}"
         console.print(f"  {escape(s['model']):<9} {fmt_score(s['score'])}{pct}  scored {s['scored_at'][:19].replace('T', ' ')}")
-        console.print(
-            f"  {'':<9} checkpoint {s['checkpoint_id'][:12]} · {escape(s['preprocess'])} · input {size}, "
-            f"{s['n_tokens']} tokens · {len(s['kept_cells'])} kept cells ({s['token_path']})",
-            soft_wrap=True,
-        )
+        how = f"checkpoint {s['checkpoint_id'][:12]} · {s['preprocess']}"
+        what = f"input {size}, {s['n_tokens']} tokens · {len(s['kept_cells'])} kept cells ({s['token_path']})"
+        indent = " " * 12
+        if cell_len(indent + how + " · " + what) <= console.width:
+            console.print(escape(f"{indent}{how} · {what}"))
+        else:
+            console.print(escape(f"{indent}{how}\n{indent}{what}"))
     for s in info["scores"]:
         grid = _cell_map(s, max_cols=min(64, console.width))
         if grid:
@@ -412,7 +416,7 @@ def stats(db: DbOpt = None, json_: JsonOpt = False) -> None:
         emit_json(data)
         return
     console = out()
-    console.print(f"database {escape(display_path(data['db']))} (schema {data['schema_version']})", soft_wrap=True)
+    console.print(f"database {escape(fit_path(display_path(data['db']), console.width - 20))} (schema {data['schema_version']})")
     console.print(f"{data['photos']} photos ({data['unique_content']} distinct contents), {data['scores']} scores")
     if data["models"]:
         columns = [Column("model"), Column("photos", "right"), Column("mean", "right"), Column("min", "right"),

@@ -147,8 +147,8 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     summary = pipeline.summary
     if summary.known_failures:
         console.print(
-            f"{summary.known_failures} file(s) failed before and have not changed: skipped "
-            f"(`charm stats` lists them; --retry-failed tries again)"
+            f"{summary.known_failures} file(s) failed before and did not change: see `charm stats` "
+            f"(--retry-failed retries)"
         )
     if not items and not summary.interrupted:
         console.print("No photos found: no file with a photo extension under the given paths.")
@@ -159,7 +159,7 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     head = "[yellow]Interrupted[/]: " if summary.interrupted else ""
     new_failures = summary.failed - summary.known_failures
     failed = f"[red]{new_failures} failed[/]" if new_failures else "0 failed"
-    known = f" (+{summary.known_failures} known)" if summary.known_failures else ""
+    known = f", {summary.known_failures} known failure(s)" if summary.known_failures else ""
     skipped = f", {summary.skipped} skipped" if summary.skipped else ""
     model = f" · model {name} ({ckpt}, {pipeline.options.preprocess})" if summary.scored or summary.cached else ""
     console.print(
