@@ -9,7 +9,8 @@ How one run flows:
 1. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
    path, size and mtime gives the sha256, and a score for (sha256, model, checkpoint,
    preprocess) means *cached*. A recorded failure with the same size/mtime/options is reported
-   again without retrying (``retry_failed`` overrides).
+   as a *known* failure without retrying (``retry_failed`` overrides), so the CLI can sum such
+   files up in one line instead of repeating them.
 2. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
    the next files overlaps the network on this one): read the bytes once, hash them; if that
    content already has a score (a moved, renamed or copied file) reuse it without decoding;
@@ -48,6 +49,7 @@ from charmcli.library.decode import (
 )
 from charmcli.library.metadata import PhotoMeta, read_metadata
 from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
+from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import META_COLUMNS, BatchWriter, FailureRow, PhotoRow, ScoreRow, Store
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
@@ -58,7 +60,6 @@ Status = Literal["scored", "cached", "error", "skipped"]
 #: Above this many pixels at native resolution (``--max-side 0`` or ``--exact``), a photo gets a
 #: one-line warning before its work starts: tokenizing it can take a minute on a laptop CPU.
 LONG_NATIVE_PIXELS = 12_000_000
-DEFAULT_MODEL = "aadb"  # mirrors charmcli.model.DEFAULT_MODEL without importing torch
 
 
 class FatalError(Exception):

@@ -25,9 +25,8 @@ import numpy as np
 
 from charmcli.cull.groups import Group, PhotoRecord, find_groups, record_from_row
 from charmcli.cull.ratings import percentile_rank
+from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import Store, TopFilter
-
-DEFAULT_MODEL = "aadb"  # mirrors charmcli.model.DEFAULT_MODEL without importing torch
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
