@@ -369,8 +369,8 @@ def print_table(
             if columns[i].wrap and budget() < need:
                 natural[i] = max(min(16, natural[i]), natural[i] - (need - budget()))
     limit = max(12, budget()) if path_col is not None else 0
-    if title:
-        console.print(Text.from_markup(title), no_wrap=True, overflow="ellipsis")
+    for line in (title or "").splitlines():
+        console.print(Text.from_markup(line), no_wrap=True, overflow="ellipsis")
     table = new_table()
     for i in active:
         c = columns[i]
@@ -398,5 +398,8 @@ def folder_title(base: str, folder: str | None, width: int) -> str:
     """``base`` plus `` · in FOLDER/`` (shortened to fit one line) when rows share a folder."""
     if not folder:
         return escape(base)
-    room = max(16, width - cell_len(base) - 6)
-    return f"{escape(base)} · in {escape(fit_path(display_path(folder) + os.sep, room))}"
+    shown = display_path(folder) + os.sep
+    room = width - cell_len(base) - 6
+    if room >= min(cell_len(shown), 24):
+        return f"{escape(base)} · in {escape(fit_path(shown, room))}"
+    return f"{escape(base)}\nin {escape(fit_path(shown, width - 3))}"  # a line of its own
