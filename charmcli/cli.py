@@ -14,6 +14,7 @@ Conventions every command follows:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -118,11 +119,15 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help=f"Charm model / training set (default {DEFAULT_MODEL}); see `charm models`."),
 ]
 CheckpointOpt = Annotated[
-    Path | None, typer.Option("--checkpoint", help="Local checkpoint (.pth or .safetensors) instead of the hub.")
-]
+    Path | None,
+    typer.Option("--checkpoint", envvar="CHARM_CHECKPOINT",
+                 help="Local checkpoint (.pth or .safetensors) instead of the hub."),
+]  # fmt: skip
 PosEmbedOpt = Annotated[
-    Path | None, typer.Option("--pos-embed", help="Local position table (dino_small_pos.pt) for --checkpoint.")
-]
+    Path | None,
+    typer.Option("--pos-embed", envvar="CHARM_POS_EMBED",
+                 help="Local position table (dino_small_pos.pt or dino_large.pt) for --checkpoint."),
+]  # fmt: skip
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
 ExactOpt = Annotated[
     bool,
@@ -176,7 +181,7 @@ def _score_options(
     if not _DEVICE_RE.match(device):
         fail(f"invalid --device {device!r}; use auto, cpu or cuda[:N]")
     if pos_embed is not None and checkpoint is None:
-        fail("--pos-embed needs --checkpoint (hub models bring their own position table)")
+        fail("--pos-embed (CHARM_POS_EMBED) needs --checkpoint (hub models bring their own position table)")
     for label, path in (("--checkpoint", checkpoint), ("--pos-embed", pos_embed)):
         if path is not None and not path.is_file():
             fail(f"{label} {display_path(path)}: no such file")
@@ -202,6 +207,12 @@ def _camera(make: str | None, model: str | None) -> str | None:
     from charmcli.cull.report import camera_name
 
     return camera_name(make, model)
+
+
+def _loading_status(what: str) -> contextlib.AbstractContextManager:
+    """A spinner on stderr while the model loads (a terminal only: logs stay clean)."""
+    err = _err()
+    return err.status(f"loading {what}…") if err.is_terminal else contextlib.nullcontext()
 
 
 def _fmt_score(value: float | None) -> str:
@@ -278,9 +289,19 @@ def _run_score(pipeline: Pipeline, items: list, *, err: Console, json_: bool, qu
     )
     events = pipeline.run(items)
     model_name: str | None = None
+    task = progress.add_task("scoring", total=len(items), rate="")
+
+    @contextlib.contextmanager
+    def loading(what: str):
+        progress.update(task, description=f"loading {what}")
+        try:
+            yield
+        finally:
+            progress.update(task, description="scoring")
+
+    pipeline.model.loading = loading
     try:
         with progress:
-            task = progress.add_task("scoring", total=len(items), rate="")
             for event in events:
                 model_name = model_name or pipeline.model.name
                 _render_event(progress.console, event, model_name, json_=json_)
@@ -529,6 +550,7 @@ def compare(
     )  # fmt: skip
     with open_db(db) as store:
         pipeline = Pipeline(store, options)
+        pipeline.model.loading = _loading_status
         items = scan(files)
         try:
             events = list(pipeline.run(items))
@@ -632,8 +654,11 @@ def show(
 
 
 def _score_record(row: dict[str, Any]) -> dict[str, Any]:
+    from charmcli.model.registry import MODELS, head_of
+
     return {
         "model": row["model"],
+        "head": head_of(row["checkpoint_id"], MODELS.get(row["model"])),
         "score": row["score"],
         "outputs": json.loads(row["outputs"]),
         "checkpoint_id": row["checkpoint_id"],
@@ -689,6 +714,9 @@ def _print_show(info: dict[str, Any]) -> None:
                       size, f"{len(s['kept_cells'])} ({s['token_path']})", s["scored_at"][:19])  # fmt: skip
     out.print(table)
     for s in info["scores"]:
+        if s.get("head"):
+            out.print(f"head of {s['model']} ({s['checkpoint_id'][:12]}): {escape(s['head'])}")
+    for s in info["scores"]:
         grid = _cell_map(s)
         if grid:
             out.print(f"kept 28-px cells, model {s['model']} ({s['preprocess']}): █ full resolution, · downsampled")
@@ -727,22 +755,27 @@ def models(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List the Charm models and which are cached locally (usable offline)."""
     if ctx.invoked_subcommand is not None:
         return
-    from charmcli.model.registry import MODELS, is_cached
+    from charmcli.model.registry import MODELS, expected_head, is_cached
 
     rows = [
         {"name": s.name, "scale": s.scale, "backbone": s.backbone, "cached": is_cached(s.name),
-         "default": s.name == DEFAULT_MODEL, "description": s.description}
+         "default": s.name == DEFAULT_MODEL, "head": expected_head(s.name), "description": s.description}
         for s in MODELS.values()
-    ]
+    ]  # fmt: skip
     if json_:
         emit_json(rows)
         return
-    table = Table()
-    for col in ("model", "scale", "cached", "description"):
-        table.add_column(col)
+    table = Table(caption="head: (file) read from the downloaded file; (code) what the authors' code builds; "
+                  "(inferred) from published outputs; ? not known until the file is read",
+                  caption_justify="left")  # fmt: skip
+    for col in ("model", "scale", "head", "cached", "description"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         name = r["name"] + (" (default)" if r["default"] else "")
-        table.add_row(name, r["scale"], "yes" if r["cached"] else "no", escape(r["description"]))
+        head = r["head"]
+        shown = f"{head['activation']}{'?' if head['basis'] == 'unsure' else ''}"
+        shown += "" if head["basis"] == "unsure" else f" ({head['basis']})"
+        table.add_row(name, r["scale"], shown, "yes" if r["cached"] else "no", escape(r["description"]))
     _out().print(table)
 
 
@@ -759,7 +792,7 @@ def models_download(name: Annotated[str, typer.Argument(help="Model name, e.g. a
     try:
         checkpoint, pos = download(name)
     except ModelUnavailableError as exc:
-        fail(str(exc), 1)
+        fail(str(exc))
     _err().print(f"{name}: {escape(display_path(checkpoint))}\n{' ' * len(name)}  {escape(display_path(pos))}")
 
 

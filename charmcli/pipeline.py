@@ -26,13 +26,15 @@ first load). Per-file problems become ``error`` events; only an unusable model s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -212,6 +214,9 @@ class ModelHandle:
         self._lock = threading.Lock()
         self.name: str | None = None
         self.checkpoint_id: str | None = None
+        #: set by a front end to show that the model is loading: called with what is loaded,
+        #: returns a context manager held while it loads (e.g. a rich status line)
+        self.loading: Callable[[str], AbstractContextManager[Any]] = lambda what: contextlib.nullcontext()
 
     @property
     def loaded(self) -> bool:
@@ -237,8 +242,11 @@ class ModelHandle:
             if self._error is not None:
                 raise self._error
             start = time.perf_counter()
+            opts = self.options
+            what = f"checkpoint {opts.checkpoint.name}" if opts.checkpoint else f"model {opts.model}"
             try:
-                scorer, weights_file = self._load()
+                with self.loading(what):
+                    scorer, weights_file = self._load()
             except FatalError as exc:
                 self._error = exc
                 raise
