@@ -45,6 +45,10 @@ HEAD_ACTIVATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "softshrink": ("Softshrink", ("lambd",)),
 }
 _DIM_WISE = {"softmax", "logsoftmax", "softmin"}
+#: the authors' multi-attribute AADB head (``config.multi_class``): Tanh on the attribute
+#: outputs, Sigmoid on the overall score, which sits third from the end
+AADB_ATTRIBUTES = "aadb-attributes"
+SCORE_INDEX = {AADB_ATTRIBUTES: -3}  #: which output is the score, where it is not the first
 _TORCH_MODULES = ("torch.nn.modules.activation", "torch.nn.modules.linear", "torch.nn")
 
 
@@ -74,6 +78,8 @@ def read_activation(qualname: str, attrs: dict[str, Any]) -> tuple[str, dict[str
 
 def build_activation(name: str, args: dict[str, Any] | None = None) -> nn.Module:
     """The torch module for a head activation read by :func:`read_activation`."""
+    if name == AADB_ATTRIBUTES:
+        return _aadb_attributes()
     try:
         cls_name, allowed = HEAD_ACTIVATIONS[name]
     except KeyError:
@@ -86,8 +92,25 @@ def build_activation(name: str, args: dict[str, Any] | None = None) -> nn.Module
     return getattr(nn, cls_name)(**kwargs)
 
 
+def _aadb_attributes() -> nn.Module:
+    import torch
+    from torch import nn
+
+    class AadbAttributes(nn.Module):
+        """Tanh on every output but the score (third from the end), which gets a Sigmoid."""
+
+        def forward(self, logits: torch.Tensor) -> torch.Tensor:
+            out = torch.tanh(logits)
+            out[..., -3] = torch.sigmoid(logits[..., -3])
+            return out
+
+    return AadbAttributes()
+
+
 def describe(name: str, args: dict[str, Any] | None = None) -> str:
     """Display form, e.g. ``Sigmoid``, ``LeakyReLU(negative_slope=0.2)``."""
+    if name == AADB_ATTRIBUTES:
+        return "Tanh attributes + Sigmoid score"
     cls_name, _ = HEAD_ACTIVATIONS.get(name, (name, ()))
     shown = {k: v for k, v in (args or {}).items() if k != "dim"}
     return cls_name + (f"({', '.join(f'{k}={v}' for k, v in shown.items())})" if shown else "")

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from charmcli.model.activations import read_activation
+from charmcli.model.activations import AADB_ATTRIBUTES, read_activation
 from charmcli.model.errors import CheckpointError
 from charmcli.model.safe_pickle import StandIn, safe_unpickle
 
@@ -257,6 +257,11 @@ def _official_hints(root: Any) -> dict[str, Any]:
         hints["activation"], hints["activation_args"] = read_activation(act.qualname, act.attrs())
     elif act is not None:
         raise CheckpointError(f"checkpoint head activation is not a module ({type(act).__name__})")
+    elif _find(root, "mlp_head.multi") is True:  # the authors' multi-attribute AADB head
+        parts = [_find(root, f"mlp_head.{n}") for n in ("sigmoid", "tanh")]
+        if [p.qualname.rsplit(".", 1)[-1] if isinstance(p, StandIn) else None for p in parts] != ["Sigmoid", "Tanh"]:
+            raise CheckpointError("checkpoint has a multi-output head without its Sigmoid and Tanh")
+        hints["activation"], hints["activation_args"] = AADB_ATTRIBUTES, {}
     attention = _find(root, "encoder.encoder.layer.0.attention.attention")
     if isinstance(attention, StandIn) and isinstance(attention.attrs().get("num_attention_heads"), int):
         hints["heads"] = attention.attrs()["num_attention_heads"]

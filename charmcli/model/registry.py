@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charmcli.model.activations import AADB_ATTRIBUTES
 from charmcli.model.errors import ModelUnavailableError
 
 HUB_REPO = "FatemehBehrad/Charm"
@@ -56,12 +57,16 @@ class ModelSpec:
 
             grades = torch.tensor(self.grades, dtype=torch.float32, device=outputs.device)
             return (outputs.float() * grades).sum(dim=-1)
+        if activation == AADB_ATTRIBUTES:  # the attribute head: its score output is a sigmoid
+            return outputs[..., -3] * self.factor
         return outputs[..., 0] * self.factor if activation == "sigmoid" else outputs[..., 0]
 
     def score_rule(self, activation: str = "sigmoid") -> str:
         """The rule of :meth:`to_score` in words, for `charm models` and `charm show`."""
         if self.grades:
             return f"expectation over grades {self.grades[0]:g}..{self.grades[-1]:g}"
+        if activation == AADB_ATTRIBUTES:
+            return "score output (third from the end)"
         if activation == "sigmoid":
             return f"output x {self.factor:g}" if self.factor != 1 else "output"
         return "raw output (no factor)"

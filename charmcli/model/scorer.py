@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from charmcli.model.activations import AADB_ATTRIBUTES
 from charmcli.model.checkpoint import CheckpointError, NetworkConfig, load_checkpoint, load_position_table
 from charmcli.model.network import CharmViT
 from charmcli.model.registry import (
@@ -176,7 +177,7 @@ class Scorer:
             spec = MODELS[stored]
         else:
             spec = {9: MODELS["para"], 10: MODELS["ava"]}.get(cfg.num_classes, MODELS["aadb"])
-        if cfg.num_classes != spec.num_classes:
+        if cfg.num_classes != spec.num_classes and not (spec.name == "aadb" and cfg.activation == AADB_ATTRIBUTES):
             raise CheckpointError(
                 f"checkpoint head has {cfg.num_classes} outputs but {spec.name} needs {spec.num_classes}"
             )

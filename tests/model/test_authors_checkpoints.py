@@ -218,6 +218,27 @@ def test_a_head_that_is_not_a_torch_activation_is_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_the_multi_attribute_aadb_head_of_the_training_code(tmp_path):
+    """``config.multi_class``: Tanh on 11 attributes, Sigmoid on the score third from the end."""
+    model = build_official_model(dim=32, depth=1, heads=2, num_classes=12, dataset="aadb", authors=True, seed=5)
+    head = model.mlp_head
+    del head.activation
+    head.sigmoid, head.tanh, head.multi = nn.Sigmoid(), nn.Tanh(), True
+    ckpt = save_official(model, tmp_path / "multi.pth")
+    pos = save_pos_table(tmp_path / "pos.pt", 32)
+    scorer = Scorer.from_files(ckpt, pos, device="cpu", cache_dir=tmp_path / "cache")
+    assert scorer.name == "aadb" and scorer.config.num_classes == 12
+    t = scorer.tokenizer(torch.rand(3, 80, 120, generator=torch.Generator().manual_seed(1)))
+    head.activation = nn.Identity()  # the reference's logits
+    with torch.no_grad():
+        logits = reference_forward(model.eval(), t.tokens, t.pos_embed, t.scale_ids)
+    expected = torch.tanh(logits)
+    expected[-3] = torch.sigmoid(logits[-3])
+    got = scorer.score_prepared([t])[0]
+    torch.testing.assert_close(torch.tensor(got.outputs), expected, rtol=0, atol=1e-5)
+    assert got.score == pytest.approx(float(expected[-3]), abs=1e-6)
+
+
 # -- what the stand-ins must not let through ---------------------------------------------------------
 
 
