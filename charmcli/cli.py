@@ -181,7 +181,7 @@ def _score_options(
     if not _DEVICE_RE.match(device):
         fail(f"invalid --device {device!r}; use auto, cpu or cuda[:N]")
     if pos_embed is not None and checkpoint is None:
-        fail("--pos-embed (CHARM_POS_EMBED) needs --checkpoint (hub models bring their own position table)")
+        fail("--pos-embed needs --checkpoint (hub models bring their own position table; CHARM_POS_EMBED too)")
     for label, path in (("--checkpoint", checkpoint), ("--pos-embed", pos_embed)):
         if path is not None and not path.is_file():
             fail(f"{label} {display_path(path)}: no such file")

@@ -270,22 +270,23 @@ class ModelHandle:
 
     def _load(self) -> tuple[Scorer, Path | None]:
         opts = self.options
+        from charmcli.model.errors import CheckpointError, ModelUnavailableError
+        from charmcli.model.registry import fetch, get_spec
+
         try:
-            from charmcli.model import CheckpointError, ModelUnavailableError, Scorer
-            from charmcli.model.registry import cached_file, get_spec
-        except ImportError as exc:  # pragma: no cover - broken installation
-            raise FatalError(f"cannot import the Charm engine: {exc}") from None
-        try:
-            if opts.checkpoint is not None:
-                scorer = Scorer.from_files(
-                    opts.checkpoint,
-                    opts.pos_embed,
-                    name=opts.model if opts.model_given else None,
-                    device=opts.device,
-                )
-                return scorer, Path(opts.checkpoint).absolute()
-            scorer = Scorer.from_pretrained(opts.model, device=opts.device)
-            return scorer, cached_file(get_spec(opts.model).filename)
+            if opts.checkpoint is None:  # the hub's files first: a missing one is known before torch loads
+                spec = get_spec(opts.model)
+                checkpoint, pos_embed = fetch(spec.filename, spec.name), fetch(spec.pos_filename, spec.name)
+                name: str | None = spec.name
+            else:
+                checkpoint, pos_embed = Path(opts.checkpoint).absolute(), opts.pos_embed
+                name = opts.model if opts.model_given else None
+            try:
+                from charmcli.model import Scorer
+            except ImportError as exc:  # pragma: no cover - broken installation
+                raise FatalError(f"cannot import the Charm engine: {exc}") from None
+            scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
+            return scorer, checkpoint
         except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
             raise FatalError(" ".join(str(exc).split()) or type(exc).__name__) from None
 

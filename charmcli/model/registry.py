@@ -270,7 +270,7 @@ def fetch(filename: str, model: str, *, downloading: bool = False) -> Path:
     try:
         return _download(filename)
     except OSError as exc:
-        where = f"{HUB_REPO}/{filename} is not in the hub cache ({hub_cache_dir()}) and {exc}"
+        where = f"{filename} from {HUB_REPO}, which is not in the hub cache ({hub_cache_dir()}), and {exc}"
         if downloading:
             advice = ("connect to the network and run this again, or copy the file from a connected "
                       "machine's hub cache (same HF_HOME)")  # fmt: skip
@@ -297,7 +297,7 @@ def fetch_position_table(filename: str, model: str) -> Path:
         return _download(filename)
     except OSError as exc:
         raise ModelUnavailableError(
-            f"the checkpoint needs the position table {filename}, which is not in the hub cache and {exc}; "
+            f"the checkpoint needs the position table {filename}, which is not in the hub cache, and {exc}; "
             f"pass --pos-embed {filename} (or set CHARM_POS_EMBED)"
         ) from None
 
