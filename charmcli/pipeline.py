@@ -27,6 +27,7 @@ first load). Per-file problems become ``error`` events; only an unusable model s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -34,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -224,6 +226,9 @@ class ModelHandle:
         self._lock = threading.Lock()
         self.name: str | None = None
         self.checkpoint_id: str | None = None
+        #: set by a front end to show that the model is loading: called with what is loaded,
+        #: returns a context manager held while it loads (e.g. a rich status line)
+        self.loading: Callable[[str], AbstractContextManager[Any]] = lambda what: contextlib.nullcontext()
 
     @property
     def loaded(self) -> bool:
@@ -249,8 +254,11 @@ class ModelHandle:
             if self._error is not None:
                 raise self._error
             start = time.perf_counter()
+            opts = self.options
+            what = f"checkpoint {opts.checkpoint.name}" if opts.checkpoint else f"model {opts.model}"
             try:
-                scorer, weights_file = self._load()
+                with self.loading(what):
+                    scorer, weights_file = self._load()
             except FatalError as exc:
                 self._error = exc
                 raise
@@ -274,22 +282,23 @@ class ModelHandle:
 
     def _load(self) -> tuple[Scorer, Path | None]:
         opts = self.options
+        from charmcli.model.errors import CheckpointError, ModelUnavailableError
+        from charmcli.model.registry import fetch, get_spec
+
         try:
-            from charmcli.model import CheckpointError, ModelUnavailableError, Scorer
-            from charmcli.model.registry import cached_file, get_spec
-        except ImportError as exc:  # pragma: no cover - broken installation
-            raise FatalError(f"cannot import the Charm engine: {exc}") from None
-        try:
-            if opts.checkpoint is not None:
-                scorer = Scorer.from_files(
-                    opts.checkpoint,
-                    opts.pos_embed,
-                    name=opts.model if opts.model_given else None,
-                    device=opts.device,
-                )
-                return scorer, Path(opts.checkpoint).absolute()
-            scorer = Scorer.from_pretrained(opts.model, device=opts.device)
-            return scorer, cached_file(get_spec(opts.model).filename)
+            if opts.checkpoint is None:  # the hub's files first: a missing one is known before torch loads
+                spec = get_spec(opts.model)
+                checkpoint, pos_embed = fetch(spec.filename, spec.name), fetch(spec.pos_filename, spec.name)
+                name: str | None = spec.name
+            else:
+                checkpoint, pos_embed = Path(opts.checkpoint).absolute(), opts.pos_embed
+                name = opts.model if opts.model_given else None
+            try:
+                from charmcli.model import Scorer
+            except ImportError as exc:  # pragma: no cover - broken installation
+                raise FatalError(f"cannot import the Charm engine: {exc}") from None
+            scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
+            return scorer, checkpoint
         except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
             raise FatalError(" ".join(str(exc).split()) or type(exc).__name__) from None
 

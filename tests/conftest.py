@@ -37,6 +37,8 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("CHARM_CACHE_DIR", str(root / "charm-cache"))
+    for name in ("CHARM_CHECKPOINT", "CHARM_POS_EMBED", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # a developer's own settings must not leak in
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,8 @@ _MODULES = {
             "Dinov2LayerScale", "Dinov2MLP"],
     "transformers.models.dinov2.configuration_dinov2": ["Dinov2Config"],
     "transformers.activations": ["GELUActivation"],
+    # the authors' training code keeps its config, an ml_collections.ConfigDict, on the model
+    "ml_collections.config_dict.config_dict": ["ConfigDict"],
 }  # fmt: skip
 
 
@@ -31,7 +33,7 @@ def _make_classes() -> dict[str, type]:
     classes: dict[str, type] = {}
     for module, names in _MODULES.items():
         for name in names:
-            base = object if name == "Dinov2Config" else nn.Module
+            base = object if name in ("Dinov2Config", "ConfigDict") else nn.Module
             cls = type(name, (base,), {"__module__": module})
             cls.__qualname__ = name
             classes[name] = cls
@@ -81,9 +83,16 @@ def build_official_model(
     dataset: str = "aadb",
     mlp_ratio: int = 4,
     seed: int = 0,
-    activation: str | None = None,
+    activation: str | nn.Module | None = None,
+    authors: bool = False,
 ) -> nn.Module:
-    """An official-structure Charm model with random, visibly non-trivial weights."""
+    """An official-structure Charm model with random, visibly non-trivial weights.
+
+    ``activation`` is the head's: a name (sigmoid, softmax, relu, identity) or any torch module.
+    ``authors=True`` writes the attributes of the authors' *training* code instead of the
+    official package's: ``Model.data``, a ``ConfigDict`` as ``Model.config`` and
+    ``PatchEmbeddings.config``, a Dropout(0.1) head, and training mode (as ``train.py`` saves).
+    """
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape: int, scale: float = 0.2, offset: float = 0.0) -> nn.Parameter:
@@ -158,11 +167,14 @@ def build_official_model(
     )
     patch.patch_selection, patch.scales, patch.patch_size = "frequency", 2, 14
     act = activation or ("softmax" if num_classes > 1 else "sigmoid")
+    if isinstance(act, str):
+        act = {"softmax": nn.Softmax(dim=-1), "sigmoid": nn.Sigmoid(), "relu": nn.ReLU(),
+               "identity": nn.Identity()}[act]  # fmt: skip
     head = _new(
         "MlpHead",
         linear=linear(2 * dim, num_classes),
-        dropout=nn.Dropout(0.0),
-        activation=nn.Softmax(dim=-1) if act == "softmax" else nn.Sigmoid(),
+        dropout=nn.Dropout(0.1 if authors else 0.0),
+        activation=act,
     )
     model = _new(
         "Model",
@@ -170,14 +182,43 @@ def build_official_model(
         encoder=_new("Transformer", encoder=encoder, layernorm=norm()),
         mlp_head=head,
     )
-    model.dataset, model.patch_selection, model.model = dataset, "frequency", "facebook/dinov2-small"
+    if authors:
+        config = _CLASSES["ConfigDict"]()
+        config.__dict__.update(
+            _fields={"encoder_name": "facebook/dinov2-small", "frozen_vit": False, "masked": False,
+                     "mixout": False, "mixout_prob": 0.7, "dropout_prob": 0.1, "multi_class": False,
+                     "hidden_size": dim, "num_classes": num_classes},
+            _locked=False, _type_safe=True, _convert_dict=True, _allow_dotted_keys=False, _sort_keys=True,
+        )  # fmt: skip
+        model.data, model.patch_selection, model.config = dataset, "frequency", config
+        patch.config = config
+        model.train()
+    else:
+        model.dataset, model.patch_selection, model.model = dataset, "frequency", "facebook/dinov2-small"
     return model
 
 
-def save_official(model: nn.Module, path: Path) -> Path:
-    """``torch.save({'model_state_dict': model, 'epoch': 0}, path)`` as the official training did."""
-    with _registered_modules():
-        torch.save({"model_state_dict": model, "epoch": 0}, path)
+def save_official(model: nn.Module, path: Path, layout: str = "model_state_dict", location: str | None = None) -> Path:
+    """Save as the authors' code does: ``torch.save({'model_state_dict': model, 'epoch': 0})``.
+
+    ``layout`` ``"model"`` is their ``best_model.pth``; ``"state_dict"`` keeps only the weights
+    under ``model_state_dict``; ``"bare_state_dict"`` is a plain state dict. ``location`` tags
+    the storages (e.g. ``"cuda:0"``, as a file saved from a GPU has them).
+    """
+    obj = {
+        "model_state_dict": lambda: {"model_state_dict": model, "epoch": 0},
+        "model": lambda: {"model": model, "epoch": 3},
+        "state_dict": lambda: {"model_state_dict": model.state_dict(), "epoch": 0},
+        "bare_state_dict": lambda: model.state_dict(),
+    }[layout]()
+    tag = torch.serialization.location_tag
+    if location is not None:
+        torch.serialization.location_tag = lambda storage: location
+    try:
+        with _registered_modules():
+            torch.save(obj, path)
+    finally:
+        torch.serialization.location_tag = tag
     return path
 
 
@@ -221,8 +262,4 @@ def reference_forward(
     x = nn.functional.layer_norm(x, (d,), sd["encoder.layernorm.weight"], sd["encoder.layernorm.bias"], 1e-6)
     feat = torch.cat([x[0], x[1:].mean(0)])
     logits = feat @ sd["mlp_head.linear.weight"].T + sd["mlp_head.linear.bias"]
-    return (
-        torch.softmax(logits, -1)
-        if isinstance(model.mlp_head.activation, nn.Softmax)
-        else torch.sigmoid(logits)
-    )
+    return model.mlp_head.activation(logits)  # the real torch module the file was built with

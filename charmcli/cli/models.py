@@ -19,23 +19,31 @@ def models(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List the Charm models and which are cached locally (usable offline)."""
     if ctx.invoked_subcommand is not None:
         return
-    from charmcli.model.registry import MODELS, is_cached
+    from charmcli.model.registry import MODELS, expected_head, is_cached
 
     rows = [
         {"name": s.name, "scale": s.scale, "backbone": s.backbone, "cached": is_cached(s.name),
-         "default": s.name == DEFAULT_MODEL, "description": s.description}
+         "default": s.name == DEFAULT_MODEL, "head": expected_head(s.name), "description": s.description}
         for s in MODELS.values()
     ]  # fmt: skip
     if json_:
         emit_json(rows)
         return
-    columns = [Column("model"), Column("scale"), Column("cached"), Column("description", wrap=40)]
-    table = [
-        [r["name"] + (" (default)" if r["default"] else ""), r["scale"], "yes" if r["cached"] else "no",
-         escape(r["description"])]
-        for r in rows
-    ]  # fmt: skip
-    print_table(out(), columns, table)
+    columns = [Column("model"), Column("scale", wrap=14), Column("head", wrap=16), Column("cached"),
+               Column("description", wrap=30)]  # fmt: skip
+    table = []
+    for r in rows:
+        head = r["head"]
+        shown = f"{head['activation']}{'?' if head['basis'] == 'unsure' else ''}"
+        shown += "" if head["basis"] == "unsure" else f" ({head['basis']})"
+        table.append([r["name"] + (" (default)" if r["default"] else ""), escape(r["scale"]), escape(shown),
+                      "yes" if r["cached"] else "no", escape(r["description"])])  # fmt: skip
+    console = out()
+    print_table(console, columns, table)
+    console.print(
+        "head: (file) read from the downloaded file; (code) what the authors' code builds; "
+        "(inferred) from published outputs; ? not known until the file is read"
+    )
 
 
 @app.command("download")
@@ -51,5 +59,5 @@ def download(name: Annotated[str, typer.Argument(help="Model name, e.g. aadb.")]
     try:
         checkpoint, pos = download(name)
     except ModelUnavailableError as exc:
-        fail(str(exc), 1)
+        fail(str(exc))
     err().print(f"{name}: {escape(display_path(checkpoint))}\n{' ' * len(name)}  {escape(display_path(pos))}")

@@ -10,6 +10,7 @@ optional columns go before the path is squeezed below a readable width.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -119,11 +120,15 @@ RankModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Use this model's scores (default: the most used).")
 ]
 CheckpointOpt = Annotated[
-    Path | None, typer.Option("--checkpoint", help="Local checkpoint (.pth or .safetensors) instead of the hub.")
-]
+    Path | None,
+    typer.Option("--checkpoint", envvar="CHARM_CHECKPOINT",
+                 help="Local checkpoint (.pth or .safetensors) instead of the hub."),
+]  # fmt: skip
 PosEmbedOpt = Annotated[
-    Path | None, typer.Option("--pos-embed", help="Local position table (dino_small_pos.pt) for --checkpoint.")
-]
+    Path | None,
+    typer.Option("--pos-embed", envvar="CHARM_POS_EMBED",
+                 help="Local position table (dino_small_pos.pt or dino_large.pt) for --checkpoint."),
+]  # fmt: skip
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
 ExactOpt = Annotated[
     bool,
@@ -221,7 +226,7 @@ def score_options(
     if problem:
         fail(problem)
     if pos_embed is not None and checkpoint is None:
-        fail("--pos-embed needs --checkpoint (hub models bring their own position table)")
+        fail("--pos-embed needs --checkpoint (hub models bring their own position table; CHARM_POS_EMBED too)")
     for label, path in (("--checkpoint", checkpoint), ("--pos-embed", pos_embed)):
         if path is None:
             continue
@@ -245,6 +250,12 @@ def score_options(
     if workers is not None:
         options.workers = workers
     return options
+
+
+def loading_status(what: str) -> contextlib.AbstractContextManager:
+    """A spinner on stderr while the model loads (a terminal only: logs stay clean)."""
+    console = err()
+    return console.status(f"loading {what}…") if console.is_terminal else contextlib.nullcontext()
 
 
 def check_date_option(label: str, value: str | None) -> None:

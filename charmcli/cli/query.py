@@ -314,8 +314,11 @@ def _photo_info(store, path: str) -> dict[str, Any]:
 
 
 def _score_record(row: dict[str, Any]) -> dict[str, Any]:
+    from charmcli.model.registry import MODELS, head_of
+
     return {
         "model": row["model"],
+        "head": head_of(row["checkpoint_id"], MODELS.get(row["model"])),
         "score": row["score"],
         "outputs": json.loads(row["outputs"]),
         "checkpoint_id": row["checkpoint_id"],
@@ -374,6 +377,8 @@ def _print_show(info: dict[str, Any]) -> None:
             console.print(escape(f"{indent}{how} · {what}"))
         else:
             console.print(escape(f"{indent}{how}\n{indent}{what}"))
+        if s.get("head"):
+            console.print(f"{indent}head {escape(s['head'])}")
     for s in info["scores"]:
         grid = _cell_map(s, max_cols=min(64, console.width))
         if grid:

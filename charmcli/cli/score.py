@@ -7,6 +7,7 @@ network.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,7 @@ from charmcli.cli.options import (
     err,
     fail,
     fmt_score,
+    loading_status,
     new_table,
     open_db,
     out,
@@ -113,9 +115,19 @@ def _run_score(pipeline: Pipeline, items: list, *, console: Console, json_: bool
     pipeline.notify = lambda line: progress.console.print(line)
     events = pipeline.run(items)
     model_name: str | None = None
+    task = progress.add_task(_doing(items, 0), total=len(items), rate="")
+
+    @contextlib.contextmanager
+    def loading(what: str):
+        progress.update(task, description=f"loading {what}")
+        try:
+            yield
+        finally:
+            progress.update(task, description=_doing(items, pipeline.summary.total))
+
+    pipeline.model.loading = loading
     try:
         with progress:
-            task = progress.add_task(_doing(items, 0), total=len(items), rate="")
             for event in events:
                 model_name = model_name or pipeline.model.name
                 _render_event(progress.console, event, model_name, json_=json_)
@@ -247,6 +259,7 @@ def compare(
 def score_files(store, options, files) -> tuple[list[FileEvent], str | None, str | None]:
     """Score a few named files (cache first); ``(events, model name, checkpoint id)``."""
     pipeline = Pipeline(store, options, notify=lambda line: err().print(line))
+    pipeline.model.loading = loading_status
     try:
         events = list(pipeline.run(scan(files)))
     except FatalError as exc:

@@ -1,19 +1,19 @@
 """Load the published Charm checkpoints without running any code they contain.
 
-The hub files are ``torch.save({'model_state_dict': <whole nn.Module>})`` pickles whose classes
-live in a module named ``model`` (the official package) and in ``transformers``' DINOv2 code.
-Unpickling them normally would import and run those classes, and a pickle can ask to call
-*anything* (``os.system`` included). charm instead unpickles with a restricted ``find_class``:
+How the published files were written: the authors' ``train.py`` saves
+``torch.save({'epoch': e, 'model_state_dict': model})`` of the whole ``model.Model`` (their
+``best_model.pth`` uses the key ``'model'``), still in training mode. The pickle names their
+classes, ``transformers``' DINOv2 modules, the training config (an ``ml_collections.ConfigDict``
+kept as ``Model.config``) and a ``torch.nn`` head activation (Sigmoid, Softmax, and in some files
+ReLU). :func:`charmcli.model.safe_pickle.safe_unpickle` reads such a file into tensors and inert
+stand-ins; nothing in it is imported or called.
 
-* tensors are rebuilt by torch's own storage/tensor rebuild functions;
-* every class on a short allow-list (the official model classes, the DINOv2 modules, a few
-  ``torch.nn`` layers) becomes an inert :class:`StandIn` that only records its state;
-* any other global (``os.system``, ``eval``, ``subprocess.Popen``, ``builtins.getattr``, …)
-  stops the load with :class:`UnsafeCheckpointError` before it can be called.
-
-The module tree of stand-ins is then walked into a flat state dict, mapped onto the names of
-:class:`charmcli.model.network.CharmViT` (timm blocks), checked for missing/unexpected keys and
-shapes, and cached as safetensors keyed by the source file's sha256 so the pickle is read once.
+What is trusted is the structure: the tensors of the module tree must map exactly onto
+:class:`charmcli.model.network.CharmViT` (timm blocks): every parameter present, none extra,
+every shape right. The head's activation is read from the tree and rebuilt from torch's own
+elementwise activations (never the pickled object). Bare state dicts and safetensors files are
+accepted too; a converted copy is cached as safetensors keyed by the source file's sha256, so
+the pickle is read once.
 """
 
 from __future__ import annotations
@@ -23,158 +23,21 @@ import contextlib
 import hashlib
 import json
 import os
-import pickle
 import re
-import types
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from charmcli.model.errors import CheckpointError, UnsafeCheckpointError
+from charmcli.model.activations import AADB_ATTRIBUTES, read_activation
+from charmcli.model.errors import CheckpointError
+from charmcli.model.safe_pickle import StandIn, safe_unpickle
 
-CONVERTED_FORMAT = "charm-timm-1"
-
-
-# ---------------------------------------------------------------------------------------------
-# Restricted unpickling
-
-
-class StandIn:
-    """Inert replacement for a pickled class: keeps the state, runs nothing."""
-
-    _qualname = "?"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-        self.state: Any = kwargs or None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __call__(self, *args: Any, **kwargs: Any) -> StandIn:  # e.g. a pickled function reference
-        raise UnsafeCheckpointError(f"checkpoint tried to call {self._qualname}; refused")
-
-    def __repr__(self) -> str:
-        return f"<StandIn {self._qualname}>"
-
-    def attrs(self) -> dict[str, Any]:
-        """The object's ``__dict__`` as pickled (nn.Module state, config fields, …)."""
-        state = self.state
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
-            state = {**(state[0] or {}), **state[1]}
-        return state if isinstance(state, dict) else {}
-
-
-_OFFICIAL_MODULES = ("model", "Charm_tokenizer.model", "Charm_tokenizer.Backbone")
-_DINOV2 = "transformers.models.dinov2.modeling_dinov2"
-_ALLOWED_CLASSES: dict[str, set[str]] = {
-    **{
-        m: {"Model", "PatchEmbeddings", "Transformer", "MlpHead", "ScaleEmbs", "backbone"}
-        for m in _OFFICIAL_MODULES
-    },
-    _DINOV2: {
-        "Dinov2Model",
-        "Dinov2Embeddings",
-        "Dinov2PatchEmbeddings",
-        "Dinov2Encoder",
-        "Dinov2Layer",
-        "Dinov2Attention",
-        "Dinov2SelfAttention",
-        "Dinov2SdpaSelfAttention",
-        "Dinov2SdpaAttention",
-        "Dinov2SelfOutput",
-        "Dinov2LayerScale",
-        "Dinov2MLP",
-        "Dinov2SwiGLUFFN",
-        "Dinov2DropPath",
-    },
-    "transformers.models.dinov2.configuration_dinov2": {"Dinov2Config"},
-    "transformers.activations": {"GELUActivation", "NewGELUActivation", "QuickGELUActivation"},
-    "torch.nn.modules.conv": {"Conv2d"},
-    "torch.nn.modules.linear": {"Linear", "Identity"},
-    "torch.nn.modules.normalization": {"LayerNorm"},
-    "torch.nn.modules.dropout": {"Dropout"},
-    "torch.nn.modules.container": {"ModuleList", "Sequential", "ModuleDict"},
-    "torch.nn.modules.activation": {"Sigmoid", "Softmax", "GELU", "Tanh"},
-    "torch.nn.modules.module": {"Module"},
-    "torch.nn.modules.sparse": {"Embedding"},
-    # functions referenced as attribute values (never called by the loader)
-    "torch._C._nn": {"gelu"},
-    "torch.nn.functional": {"gelu", "silu", "relu"},
-}
-# Real objects that are safe to call while unpickling: they only build containers and tensors.
-_REAL_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch", "Size"): torch.Size,
-    ("torch", "float32"): torch.float32,
-    ("torch", "float16"): torch.float16,
-    ("torch", "bfloat16"): torch.bfloat16,
-    ("torch", "device"): torch.device,
-}
-_STANDIN_TYPES: dict[tuple[str, str], type[StandIn]] = {}
-
-
-def _stand_in(module: str, name: str) -> type[StandIn]:
-    key = (module, name)
-    if key not in _STANDIN_TYPES:
-        _STANDIN_TYPES[key] = type(name, (StandIn,), {"_qualname": f"{module}.{name}"})
-    return _STANDIN_TYPES[key]
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        module = {"__builtin__": "builtins", "copy_reg": "copyreg"}.get(module, module)  # protocol-2 names
-        if (module, name) in _REAL_GLOBALS:
-            return _REAL_GLOBALS[(module, name)]
-        if name in _ALLOWED_CLASSES.get(module, ()):
-            return _stand_in(module, name)
-        raise UnsafeCheckpointError(
-            f"checkpoint references {module}.{name}, which is not a model class; "
-            "refused to load it (nothing was executed)"
-        )
-
-
-# torch.load drives the zip container and storages and calls ``pickle_module.Unpickler``;
-# passing this module keeps torch's file handling while the class lookups stay ours.
-_safe_pickle = types.ModuleType("charm_safe_pickle")
-_safe_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined]
-_safe_pickle.load = lambda f, **kw: _RestrictedUnpickler(f, **kw).load()  # type: ignore[attr-defined]
-_safe_pickle.__name__ = "charm_safe_pickle"
-
-
-def safe_unpickle(path: Path) -> Any:
-    """Unpickle a torch checkpoint with stand-ins for classes; raises on anything unexpected."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path.name}: not a PyTorch zip checkpoint (truncated, or an old/unknown format)"
-        )
-    try:
-        return torch.load(
-            path, map_location="cpu", pickle_module=_safe_pickle, weights_only=False, mmap=False
-        )
-    except CheckpointError:
-        raise
-    except Exception as exc:  # torch and pickle raise many types on damaged files
-        cause = exc
-        while cause.__cause__ is not None or cause.__context__ is not None:
-            inner = cause.__cause__ or cause.__context__
-            if isinstance(inner, CheckpointError):
-                raise inner from None
-            cause = inner  # type: ignore[assignment]
-        raise CheckpointError(f"{path.name}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-
+CONVERTED_FORMAT = "charm-timm-2"
+_OLDER_FORMATS = ("charm-timm-1",)  # sigmoid/softmax only, no activation arguments
 
 def _module_tree(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
     """Flatten a pickled nn.Module (as stand-ins) the way ``state_dict()`` would."""
@@ -182,8 +45,11 @@ def _module_tree(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
     for bucket in ("_parameters", "_buffers"):
         skip = attrs.get("_non_persistent_buffers_set") or set()
         for name, value in (attrs.get(bucket) or {}).items():
-            if isinstance(value, torch.Tensor) and name not in skip:
-                out[prefix + name] = value.detach()
+            if value is None or name in skip:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise CheckpointError(f"checkpoint entry {prefix}{name} is not a tensor ({value!r})")
+            out[prefix + name] = value.detach()
     for name, child in (attrs.get("_modules") or {}).items():
         if child is not None:
             _module_tree(child, f"{prefix}{name}.", out)
@@ -211,10 +77,18 @@ class NetworkConfig:
     heads: int
     mlp_hidden: int
     num_classes: int
-    activation: str  # "sigmoid" | "softmax"
+    activation: str  #: head activation, a key of activations.HEAD_ACTIVATIONS ("sigmoid", "relu", …)
     num_scales: int = 2
     layer_norm_eps: float = 1e-6
-    dataset: str | None = None  # training set recorded in the pickle, if any
+    dataset: str | None = None  #: training set recorded in the pickle, if any
+    activation_args: dict[str, Any] = field(default_factory=dict)  #: e.g. {"negative_slope": 0.2}
+    #: where the activation came from: "checkpoint" (read from the pickled head) or "inferred"
+    #: (a bare state dict has no head module: sigmoid for one output, softmax for several)
+    activation_source: str = "checkpoint"
+    encoder_name: str | None = None  #: the authors' config, e.g. "facebook/dinov2-small"
+
+    def __hash__(self) -> int:  # frozen, but activation_args is a dict
+        return hash((self.dim, self.depth, self.heads, self.num_classes, self.activation))
 
 
 _LAYER = re.compile(r"^encoder\.encoder\.layer\.(\d+)\.(.+)$")
@@ -323,7 +197,7 @@ def validate(state: Mapping[str, torch.Tensor], cfg: NetworkConfig) -> None:
 
 
 def infer_config(state: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None) -> NetworkConfig:
-    """Depth, width, heads and head size from the parameters (plus the pickled config, if any)."""
+    """Depth, width, heads and head size from the parameters (plus what the pickle recorded)."""
     hints = dict(hints or {})
     try:
         dim = int(state["cls_token"].shape[-1])
@@ -336,51 +210,97 @@ def infer_config(state: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | N
     heads = int(hints.get("heads") or max(1, dim // 64))
     if dim % heads:
         raise CheckpointError(f"checkpoint width {dim} is not divisible by {heads} attention heads")
-    activation = hints.get("activation") or ("softmax" if num_classes > 1 else "sigmoid")
+    if hints.get("activation"):
+        activation, args, source = hints["activation"], dict(hints.get("activation_args") or {}), "checkpoint"
+    else:
+        activation, args, source = ("softmax" if num_classes > 1 else "sigmoid"), {}, "inferred"
     return NetworkConfig(
         dim=dim, depth=depth, heads=heads, mlp_hidden=mlp_hidden, num_classes=num_classes,
         activation=activation, num_scales=num_scales,
         layer_norm_eps=float(hints.get("layer_norm_eps") or 1e-6), dataset=hints.get("dataset"),
+        activation_args=args, activation_source=source, encoder_name=hints.get("encoder_name"),
     )  # fmt: skip
 
 
+def _config_fields(obj: Any) -> dict[str, Any]:
+    """The fields of a pickled config object: an ``ml_collections.ConfigDict`` keeps them in
+    ``_fields``; a transformers config or a plain object in its ``__dict__``; a dict is itself."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, StandIn):
+        attrs = obj.attrs()
+        fields = attrs.get("_fields")
+        return dict(fields) if isinstance(fields, Mapping) else attrs
+    return {}
+
+
 def _official_hints(root: Any) -> dict[str, Any]:
-    """Heads, eps, activation and training set as recorded in the pickled objects."""
+    """Heads, eps, head activation and training set, as recorded in the pickled objects.
+
+    Read from the official package's attributes (``Model.dataset``) and the authors' training
+    code's (``Model.data``, ``Model.config`` = the ``model`` section of their config); only plain
+    values are taken, and the tensors alone decide the network's shape.
+    """
     hints: dict[str, Any] = {}
-    if isinstance(root, StandIn):
-        attrs = root.attrs()
-        if isinstance(attrs.get("dataset"), str):
-            hints["dataset"] = attrs["dataset"]
-        act = _find(root, "mlp_head.activation")
-        if isinstance(act, StandIn):
-            hints["activation"] = act._qualname.rsplit(".", 1)[-1].lower()
-        attention = _find(root, "encoder.encoder.layer.0.attention.attention")
-        if isinstance(attention, StandIn) and attention.attrs().get("num_attention_heads"):
-            hints["heads"] = attention.attrs()["num_attention_heads"]
-        config = _find(root, "encoder.encoder.config")
-        if isinstance(config, StandIn):
-            c = config.attrs()
-            hints.setdefault("heads", c.get("num_attention_heads"))
-            hints["layer_norm_eps"] = c.get("layer_norm_eps")
-    if hints.get("activation") not in (None, "sigmoid", "softmax"):
-        raise CheckpointError(f"checkpoint head uses {hints['activation']}, expected Sigmoid or Softmax")
+    if not isinstance(root, StandIn):
+        return hints
+    attrs = root.attrs()
+    config = _config_fields(attrs.get("config"))
+    for key in ("dataset", "data"):
+        if isinstance(attrs.get(key), str):
+            hints["dataset"] = attrs[key]
+            break
+    if isinstance(config.get("encoder_name"), str):
+        hints["encoder_name"] = config["encoder_name"]
+    act = _find(root, "mlp_head.activation")
+    if isinstance(act, StandIn):
+        hints["activation"], hints["activation_args"] = read_activation(act.qualname, act.attrs())
+    elif act is not None:
+        raise CheckpointError(f"checkpoint head activation is not a module ({type(act).__name__})")
+    elif _find(root, "mlp_head.multi") is True:  # the authors' multi-attribute AADB head
+        parts = [_find(root, f"mlp_head.{n}") for n in ("sigmoid", "tanh")]
+        if [p.qualname.rsplit(".", 1)[-1] if isinstance(p, StandIn) else None for p in parts] != ["Sigmoid", "Tanh"]:
+            raise CheckpointError("checkpoint has a multi-output head without its Sigmoid and Tanh")
+        hints["activation"], hints["activation_args"] = AADB_ATTRIBUTES, {}
+    attention = _find(root, "encoder.encoder.layer.0.attention.attention")
+    if isinstance(attention, StandIn) and isinstance(attention.attrs().get("num_attention_heads"), int):
+        hints["heads"] = attention.attrs()["num_attention_heads"]
+    dino = _config_fields(_find(root, "encoder.encoder.config"))
+    if isinstance(dino.get("num_attention_heads"), int):
+        hints.setdefault("heads", dino["num_attention_heads"])
+    if isinstance(dino.get("layer_norm_eps"), float):
+        hints["layer_norm_eps"] = dino["layer_norm_eps"]
     return hints
 
 
+# The places the authors' code and the official package put the model in a checkpoint.
+_MODEL_KEYS = ("model_state_dict", "model", "state_dict")
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
 def convert_official(path: Path) -> tuple[dict[str, torch.Tensor], NetworkConfig]:
-    """Read an official ``.pth`` checkpoint safely into charm's state dict and config."""
+    """Read an official ``.pth`` checkpoint safely into charm's state dict and config.
+
+    Accepted layouts: ``{'model_state_dict': Model}`` (the published files),
+    ``{'model': Model}`` (the authors' ``best_model.pth``), either key holding a state dict, a
+    bare pickled ``Model``, and a bare state dict.
+    """
     obj = safe_unpickle(path)
-    root = obj.get("model_state_dict") if isinstance(obj, dict) else obj
-    if isinstance(root, Mapping) and all(isinstance(v, torch.Tensor) for v in root.values()):
-        official = dict(root)  # a plain state dict is accepted too
-        hints: dict[str, Any] = {}
+    root = obj
+    if isinstance(obj, Mapping) and not _is_state_dict(obj):
+        root = next((obj[k] for k in _MODEL_KEYS if k in obj), None)
+    if _is_state_dict(root):
+        official, hints = dict(root), {}
     elif isinstance(root, StandIn):
         official = {}
         _module_tree(root, "", official)
         hints = _official_hints(root)
     else:
         raise CheckpointError(
-            f"{Path(path).name}: no Charm model inside (expected a 'model_state_dict' entry)"
+            f"{Path(path).name}: no Charm model inside (expected a 'model_state_dict' or 'model' entry)"
         )
     official = {k: v.float() for k, v in official.items() if k != "patch_embeddings.scales"}
     state = map_official_state_dict(official)
@@ -425,7 +345,7 @@ def load_converted(path: Path) -> tuple[dict[str, torch.Tensor], NetworkConfig, 
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{Path(path).name}: unreadable safetensors file ({exc})") from None
-    if meta.get("format") == CONVERTED_FORMAT:
+    if meta.get("format") in (CONVERTED_FORMAT, *_OLDER_FORMATS):
         cfg = NetworkConfig(**json.loads(meta["config"]))
     else:  # a bare safetensors state dict, in official or charm names
         if any(k.startswith(("encoder.", "patch_embeddings.")) for k in state):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from charmcli.model.activations import build_activation
 from charmcli.model.checkpoint import NetworkConfig
 
 
@@ -54,6 +55,7 @@ class CharmViT(nn.Module):
         )
         self.norm = norm(d)
         self.head = nn.Linear(2 * d, cfg.num_classes)
+        self.head_activation = build_activation(cfg.activation, cfg.activation_args)
 
     def embed(self, tokens: torch.Tensor, pos_embed: torch.Tensor, scale_ids: torch.Tensor) -> torch.Tensor:
         """(B, L, 3, 14, 14) tokens -> (B, L + 1, D) encoder input."""
@@ -93,6 +95,5 @@ class CharmViT(nn.Module):
         return self.head(features), features
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        """The checkpoint's output activation (Sigmoid for one output, Softmax for a distribution)."""
-        logits = logits.float()
-        return torch.softmax(logits, dim=-1) if self.cfg.activation == "softmax" else torch.sigmoid(logits)
+        """The head's activation as the checkpoint defines it (Sigmoid, Softmax, ReLU, …), in fp32."""
+        return self.head_activation(logits.float())

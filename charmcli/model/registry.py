@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charmcli.model.activations import AADB_ATTRIBUTES
 from charmcli.model.errors import ModelUnavailableError
 
 HUB_REPO = "FatemehBehrad/Charm"
@@ -37,15 +38,38 @@ class ModelSpec:
     grades: tuple[float, ...] = ()  #: distribution models: score = sum(p_i x grades_i)
     resize_max_side: int | None = None  #: official pre-resize of the long side (para, spaq)
     description: str = ""
+    #: the head activation the published file is expected to carry, and how sure that is:
+    #: "code" (the official package and the authors' training code agree), "inferred" (from
+    #: published outputs), "unsure" (the code says sigmoid, its comment ReLU). The file decides.
+    head: str = "sigmoid"
+    head_basis: str = "unsure"
 
-    def to_score(self, outputs: Any) -> Any:
-        """Map activated outputs (…, C) — a torch tensor — to the training set's scale (…)."""
+    def to_score(self, outputs: Any, activation: str = "sigmoid") -> Any:
+        """Map activated outputs (…, C) — a torch tensor — to the training set's rating scale.
+
+        A distribution head gives the expectation over the grades (the official ``mean_score``).
+        A one-output *sigmoid* head predicts a 0..1 fraction of the scale, so it is multiplied by
+        the data set's factor. Any other one-output head (ReLU, Identity, …) was trained to output
+        the rating itself: its raw output is the score, as the official package reports it.
+        """
         if self.grades:
             import torch
 
             grades = torch.tensor(self.grades, dtype=torch.float32, device=outputs.device)
             return (outputs.float() * grades).sum(dim=-1)
-        return outputs[..., 0] * self.factor
+        if activation == AADB_ATTRIBUTES:  # the attribute head: its score output is a sigmoid
+            return outputs[..., -3] * self.factor
+        return outputs[..., 0] * self.factor if activation == "sigmoid" else outputs[..., 0]
+
+    def score_rule(self, activation: str = "sigmoid") -> str:
+        """The rule of :meth:`to_score` in words, for `charm models` and `charm show`."""
+        if self.grades:
+            return f"expectation over grades {self.grades[0]:g}..{self.grades[-1]:g}"
+        if activation == AADB_ATTRIBUTES:
+            return "score output (third from the end)"
+        if activation == "sigmoid":
+            return f"output x {self.factor:g}" if self.factor != 1 else "output"
+        return "raw output (no factor)"
 
 
 # score grades of the distribution heads, as the official mean_score (arange in float32)
@@ -56,11 +80,11 @@ MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         ModelSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..1",
-                  factor=1.0, description="AADB: aesthetic attributes, photography-oriented"),
+                  factor=1.0, head_basis="code", description="AADB: aesthetic attributes, photography-oriented"),
         ModelSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "0..10",
-                  factor=10.0, description="TAD66K: theme-aware aesthetics"),
+                  factor=10.0, head="relu", head_basis="inferred", description="TAD66K: theme-aware aesthetics"),
         ModelSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, "1..5",
-                  grades=_PARA, resize_max_side=1024,
+                  grades=_PARA, resize_max_side=1024, head="softmax", head_basis="code",
                   description="PARA: personalised aesthetics, score distribution 1..5"),
         ModelSpec("baid", "baid_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..10",
                   factor=10.0, description="BAID: artistic images"),
@@ -69,7 +93,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("koniq10k", "koniq10k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1,
                   "0..5", factor=5.0, description="KonIQ-10k: technical image quality"),
         ModelSpec("ava", "Ava_large_charm.pth", "dino_large.pt", "vit_large_patch14_dinov2", 513, 10, "1..10",
-                  grades=_AVA, description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
+                  grades=_AVA, head="softmax", head_basis="code", description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
     ]
 }  # fmt: skip
 MODEL_NAMES: list[str] = list(MODELS)
@@ -82,6 +106,79 @@ def get_spec(name: str) -> ModelSpec:
     if spec is None:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return spec
+
+
+def describe_head(num_classes: int, activation: str, args: dict[str, Any] | None, spec: ModelSpec | None,
+                  source: str = "checkpoint") -> str:
+    """One line for a head: ``1 output, ReLU -> raw output (no factor)``."""
+    from charmcli.model.activations import describe
+
+    n = f"{num_classes} output{'s' if num_classes > 1 else ''}"
+    rule = spec.score_rule(activation) if spec else "output"
+    note = "" if source == "checkpoint" else f" ({source})"
+    return f"{n}, {describe(activation, args)}{note} -> {rule}"
+
+
+def charm_cache_dir() -> Path:
+    """Where converted checkpoints are cached (``CHARM_CACHE_DIR`` overrides)."""
+    if os.environ.get("CHARM_CACHE_DIR"):
+        return Path(os.environ["CHARM_CACHE_DIR"])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("charm")) / "converted"
+
+
+def recorded_config(checkpoint_id: str) -> dict[str, Any] | None:
+    """The network config charm recorded when it converted checkpoint ``checkpoint_id``.
+
+    Reads only the JSON header of the cached safetensors file (no torch), so `charm models`
+    and `charm show` can say which head a file really has once it has been loaded.
+    """
+    import json
+
+    path = charm_cache_dir() / f"{checkpoint_id}.safetensors"
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < 10_000_000 else {}
+        return json.loads(header["__metadata__"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def hub_checkpoint_id(name: str) -> str | None:
+    """The sha256 of a model's cached hub checkpoint, without hashing it: the hub cache names
+    large files' blobs by their sha256."""
+    local = cached_file(get_spec(name).filename)
+    if local is None:
+        return None
+    blob = Path(os.path.realpath(local)).name
+    return blob if len(blob) == 64 and all(c in "0123456789abcdef" for c in blob) else None
+
+
+def head_of(checkpoint_id: str | None, spec: ModelSpec | None) -> str | None:
+    """The head of a converted checkpoint as :func:`describe_head` words it, if known."""
+    cfg = recorded_config(checkpoint_id) if checkpoint_id else None
+    if not cfg:
+        return None
+    return describe_head(cfg["num_classes"], cfg["activation"], cfg.get("activation_args"), spec,
+                         cfg.get("activation_source", "checkpoint"))  # fmt: skip
+
+
+def expected_head(name: str) -> dict[str, str]:
+    """What `charm models` says of a model's head: read from the file once charm has converted
+    the downloaded checkpoint, else what the authors' code and published outputs suggest."""
+    spec = get_spec(name)
+    cfg = recorded_config(cid) if (cid := hub_checkpoint_id(name)) else None
+    from charmcli.model.activations import describe
+
+    if cfg:
+        activation, basis = cfg["activation"], "file"
+        shown = describe(activation, cfg.get("activation_args"))
+    else:
+        activation, basis = spec.head, spec.head_basis
+        shown = describe(activation)
+    return {"activation": shown, "basis": basis, "rule": spec.score_rule(activation)}
 
 
 def hub_cache_dir() -> Path:
@@ -98,6 +195,40 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _hub_address() -> tuple[str, int]:
+    """Host and port a download would connect to first: the HTTPS proxy if one is set."""
+    from urllib.parse import urlsplit
+
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), None)  # fmt: skip
+    url = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else
+                   os.environ.get("HF_ENDPOINT") or "https://huggingface.co")  # fmt: skip
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+
+
+_REACHABLE: dict[tuple[str, int], str | None] = {}
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached (``None`` if a TCP connection opens), asked once per run.
+
+    huggingface_hub retries a failed request for about half a minute and logs each retry; one
+    connection attempt with a short timeout answers the usual offline case in milliseconds
+    (no DNS) or at most ``timeout`` seconds (a silent firewall) instead.
+    """
+    import socket
+
+    address = _hub_address()
+    if address not in _REACHABLE:
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            _REACHABLE[address] = None
+        except OSError as exc:
+            reason = "no network" if isinstance(exc, socket.gaierror) else (exc.strerror or type(exc).__name__)
+            _REACHABLE[address] = f"{address[0]} is unreachable: {reason}"
+    return _REACHABLE[address]
+
+
 def cached_file(filename: str) -> Path | None:
     """The local copy of a hub file, if it is in the cache (never touches the network)."""
     from huggingface_hub import try_to_load_from_cache
@@ -106,27 +237,68 @@ def cached_file(filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def fetch(filename: str, model: str) -> Path:
-    """A hub file's local path: from the cache, else downloaded; one-line error if impossible."""
+def _download(filename: str) -> Path:
+    """Download one hub file, raising ``OSError(reason)`` at once when the hub is out of reach."""
+    if _offline():
+        raise OSError("offline mode is on (HF_HUB_OFFLINE)")
+    if (why := hub_unreachable()) is not None:
+        raise OSError(why)
+    import logging
+
+    from huggingface_hub import hf_hub_download
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # its retry lines would bury charm's one-line message
+    try:
+        return Path(hf_hub_download(HUB_REPO, filename, cache_dir=str(hub_cache_dir())))
+    except Exception as exc:  # DNS, HTTP errors, a proxy that refuses, …
+        raise OSError(" ".join(str(exc).split())[:160] or type(exc).__name__) from None
+    finally:
+        hub_logger.setLevel(level)
+
+
+def fetch(filename: str, model: str, *, downloading: bool = False) -> Path:
+    """A hub file's local path: from the cache, else downloaded; one-line error if impossible.
+
+    ``downloading`` is set by ``charm models download``, whose message must not suggest running
+    that very command again.
+    """
     local = cached_file(filename)
     if local is not None:
         return local
-    from huggingface_hub import hf_hub_download
-
     try:
-        return Path(
-            hf_hub_download(HUB_REPO, filename, cache_dir=str(hub_cache_dir()), local_files_only=_offline())
-        )
-    except Exception as exc:  # offline mode, no network, DNS, HTTP errors, …
-        why = (
-            "offline mode is on (HF_HUB_OFFLINE)"
-            if _offline()
-            else f"the hub is unreachable ({type(exc).__name__})"
-        )
+        return _download(filename)
+    except OSError as exc:
+        where = f"{filename} from {HUB_REPO}, which is not in the hub cache ({hub_cache_dir()}), and {exc}"
+        if downloading:
+            advice = ("connect to the network and run this again, or copy the file from a connected "
+                      "machine's hub cache (same HF_HOME)")  # fmt: skip
+        else:
+            spec = MODELS.get(model)
+            files = f"--checkpoint {spec.filename} --pos-embed {spec.pos_filename}" if spec else "--checkpoint FILE"
+            advice = (f"on a connected machine run `charm models download {model}`, or use local files: "
+                      f"{files} (or set CHARM_CHECKPOINT and CHARM_POS_EMBED)")  # fmt: skip
+        raise ModelUnavailableError(f"model {model!r} needs {where}; {advice}") from None
+
+
+def position_table_for(width: int, fallback: str) -> str:
+    """The hub file name of the position table that fits a checkpoint of ``width`` channels."""
+    return {384: "dino_small_pos.pt", 1024: "dino_large.pt"}.get(width, fallback)
+
+
+def fetch_position_table(filename: str, model: str) -> Path:
+    """The position table for ``--checkpoint`` given without ``--pos-embed``: from the hub cache,
+    else downloaded; the error names the file and the two ways to provide it."""
+    local = cached_file(filename)
+    if local is not None:
+        return local
+    try:
+        return _download(filename)
+    except OSError as exc:
         raise ModelUnavailableError(
-            f"model {model!r} needs {HUB_REPO}/{filename}, which is not in the local cache ({hub_cache_dir()}) "
-            f"and {why}. On a connected machine run `charm models download {model}` (same HF_HOME), "
-            f"or pass local files: --checkpoint {MODELS[model].filename} --pos-embed {MODELS[model].pos_filename}"
+            f"the checkpoint needs the position table {filename}, which is not in the hub cache, and {exc}; "
+            f"pass --pos-embed {filename} (or set CHARM_POS_EMBED)"
         ) from None
 
 
@@ -139,4 +311,4 @@ def is_cached(name: str) -> bool:
 def download(name: str) -> tuple[Path, Path]:
     """Fetch a model's checkpoint and position table into the hub cache (for use offline later)."""
     spec = get_spec(name)
-    return fetch(spec.filename, spec.name), fetch(spec.pos_filename, spec.name)
+    return fetch(spec.filename, spec.name, downloading=True), fetch(spec.pos_filename, spec.name, downloading=True)

@@ -14,7 +14,6 @@ from :meth:`Scorer.score_prepared` (the network), so callers can overlap the two
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +24,19 @@ import torch
 from PIL import Image
 
 from charmcli.library.resize import long_side_size
+from charmcli.model.activations import AADB_ATTRIBUTES
 from charmcli.model.checkpoint import CheckpointError, NetworkConfig, load_checkpoint, load_position_table
 from charmcli.model.network import CharmViT
-from charmcli.model.registry import MODELS, ModelSpec, fetch, get_spec
+from charmcli.model.registry import (
+    MODELS,
+    ModelSpec,
+    charm_cache_dir,
+    describe_head,
+    fetch,
+    fetch_position_table,
+    get_spec,
+    position_table_for,
+)
 from charmcli.model.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
 
 
@@ -60,11 +69,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def default_cache_dir() -> Path:
     """Where converted checkpoints are cached (``CHARM_CACHE_DIR`` overrides)."""
-    if os.environ.get("CHARM_CACHE_DIR"):
-        return Path(os.environ["CHARM_CACHE_DIR"])
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("charm")) / "converted"
+    return charm_cache_dir()
 
 
 def batch_for_memory(free_bytes: int, tokens: int, cfg: NetworkConfig, *, cap: int = 128, share: float = 0.6) -> int:
@@ -164,11 +169,13 @@ class Scorer:
             spec = MODELS[stored]
         else:
             spec = {9: MODELS["para"], 10: MODELS["ava"]}.get(cfg.num_classes, MODELS["aadb"])
-        if cfg.num_classes != spec.num_classes:
+        if cfg.num_classes != spec.num_classes and not (spec.name == "aadb" and cfg.activation == AADB_ATTRIBUTES):
             raise CheckpointError(
                 f"checkpoint head has {cfg.num_classes} outputs but {spec.name} needs {spec.num_classes}"
             )
-        table = load_position_table(Path(pos_embed) if pos_embed else fetch(spec.pos_filename, spec.name))
+        if pos_embed is None:
+            pos_embed = fetch_position_table(position_table_for(cfg.dim, spec.pos_filename), spec.name)
+        table = load_position_table(Path(pos_embed))
         network = CharmViT(cfg)
         network.load_state_dict(state, strict=True)
         return cls(network, table, spec, digest, device=device)
@@ -233,10 +240,16 @@ class Scorer:
         ]
 
     def to_score(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Map activated outputs to the training set's rating scale."""
+        """Map activated outputs to the training set's rating scale (see ``ModelSpec.to_score``)."""
         if self.spec is None:
             return outputs[..., 0]
-        return self.spec.to_score(outputs)
+        return self.spec.to_score(outputs, self.network.cfg.activation)
+
+    @property
+    def head(self) -> str:
+        """The head as loaded, e.g. ``1 output, ReLU -> raw output (no factor)``."""
+        cfg = self.network.cfg
+        return describe_head(cfg.num_classes, cfg.activation, cfg.activation_args, self.spec, cfg.activation_source)
 
     def score(self, image: Image.Image) -> ScoreResult:
         """Score one RGB image."""

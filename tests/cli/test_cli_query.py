@@ -219,7 +219,9 @@ def test_models_lists_and_download_offline_fails_in_one_line(cli):
     assert all(r["cached"] is False for r in rows)  # private, empty hub cache
     assert "aadb (default)" in cli("models").stdout
     result = cli("models", "download", "aadb")
-    assert result.exit_code == 1 and result.stderr.strip().count("\n") == 0
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
+    assert "aadb_charm.pth" in result.stderr
+    assert "charm models download" not in result.stderr  # never "run the command you just ran"
     assert cli("models", "download", "nope").exit_code == 2
 
 
