@@ -253,7 +253,7 @@ def test_readme_keeps_the_two_commands_and_the_cpu_torch_note():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert 'pip install -e ".[all]" && charm score ~/Photos' in text
     assert 'pip install -e ".[test]" && pytest' in text
-    assert "pip install torch --index-url" in text and "/whl/cpu" in text
+    assert "pip install torch torchvision --index-url" in text and "/whl/cpu" in text
     for page in ("docs/resolution.md", "docs/how-charm-runs-charm.md", "docs/guarantees.md", "docs/speed.md",
                  "docs/culling.md"):  # fmt: skip
         assert page in text and (REPO / page).is_file()
