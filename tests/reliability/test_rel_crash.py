@@ -191,7 +191,10 @@ def test_two_runs_at_once_on_overlapping_folders(forks, lib, model_args, env, re
     results = [(forks.wait(pid), _events(out.read_text()), err.read_text()) for pid, out, err in runs]
     extra_sha = hashlib.sha256(extra.read_bytes()).hexdigest()
     for paths, (status, events, err) in zip((a, b), results, strict=True):
-        assert status == {"code": 1}, err  # the one broken file
+        broken = next(e for e in events if e["path"] == str(bad))
+        # The one broken file: exit 1 for the run that tried it; the other run may find it
+        # already recorded by the first (a known failure, summed up, exit 0).
+        assert status == {"code": 0 if broken["known_failure"] else 1}, err
         assert "Traceback" not in err
         expected = {os.fsdecode(p) for folder in paths for p in folder.iterdir()}
         assert {e["path"] for e in events} == expected and len(events) == len(expected)
@@ -202,6 +205,7 @@ def test_two_runs_at_once_on_overlapping_folders(forks, lib, model_args, env, re
                 assert e["status"] in ("scored", "cached") and e["score"] == pytest.approx(
                     reference[e["sha256"]], abs=1e-5
                 )
+    assert sum(e["known_failure"] for _, events, _ in results for e in events if e["path"] == str(bad)) <= 1
     shared = {e["path"]: e["score"] for e in results[0][1] if e["path"].startswith(str(lib / "sub1"))}
     assert shared == {e["path"]: e["score"] for e in results[1][1] if e["path"].startswith(str(lib / "sub1"))}
     conn = sqlite3.connect(db)
