@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from charmcli.cli import app
@@ -28,6 +29,11 @@ def conformance_dir() -> Path:
 def photos_dir() -> Path:
     return _require(PHOTOS)
 
+
+# Hypothesis times each example (a 200 ms deadline) and the generation of its data: two wall
+# clocks that a loaded or one-core machine trips. Property tests here check properties, not speed.
+settings.register_profile("charm", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("charm")
 
 #: The width every console in the tests renders at, whatever terminal (or none) pytest runs in.
 #: Tests that read human output get this width; tests of the data read ``--json``.
