@@ -882,3 +882,6 @@ __all__ = ["app", "main"]
 
 # `charm groups`, `charm rate` and `charm report` live in their own module and register on `app`.
 from charmcli import cli_cull as _cli_cull  # noqa: E402,F401
+from charmcli.review.cli import review as _review  # noqa: E402
+
+app.command("review")(_review)

@@ -215,8 +215,25 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m2_decisions(conn: sqlite3.Connection) -> None:
+    """Issue 14: the rating and label charm last wrote to each photo's XMP sidecar (review, rate)."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE decisions (
+            path TEXT NOT NULL PRIMARY KEY,         -- the photo (a sidecar belongs to a file, not a content)
+            sha256 TEXT,                            -- its content when decided
+            rating INTEGER,                         -- XMP convention: -1 rejected, 0 none, 1..5, NULL unknown
+            label TEXT,                             -- xmp:Label (Green, Red, ...), NULL none
+            source TEXT NOT NULL,                   -- review | rate
+            decided_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
 #: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_decisions]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -628,6 +645,26 @@ class Store:
         ops += [("DELETE FROM failures WHERE path = ?", (p,)) for p in failure_paths]
         for start in range(0, len(ops), 500):
             self.write(ops[start : start + 500])
+
+    # issue 14: decisions (rating/label) written to sidecars by `charm review` and `charm rate`
+
+    def record_decisions(self, decisions: Iterable[tuple[str, str | None, int | None, str | None]], source: str) -> None:
+        """Store ``(path, sha256, rating, label)`` as what the photo's sidecar now says."""
+        when = now_iso()
+        sql = _upsert("decisions", ("path", "sha256", "rating", "label", "source", "decided_at"), ("path",))
+        self.write((sql, (path, sha, rating, label, source, when)) for path, sha, rating, label in decisions)
+
+    def decisions_for(self, paths: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """path → ``{"rating", "label", "source", "decided_at"}`` (all recorded when ``paths`` is None)."""
+        if paths is None:
+            rows = self._all("SELECT * FROM decisions")
+        else:
+            rows = []
+            for start in range(0, len(paths), 500):  # stay under SQLite's bound-parameter limit
+                chunk = list(paths[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                rows += self._all(f"SELECT * FROM decisions WHERE path IN ({marks})", chunk)
+        return {r["path"]: r for r in rows}
 
 
 class BatchWriter:
