@@ -353,7 +353,7 @@ def _print_profile(err: Console, prof: Profile, n: int) -> None:
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label",
 )  # fmt: skip
 
 
@@ -447,6 +447,10 @@ def top(
 
                 for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
                     r["percentile"] = pct
+                decided = store.decisions_for([r["path"] for r in rows])  # issue 14: review/rate decisions
+                for r in rows:
+                    made = decided.get(r["path"], {})
+                    r["rating"], r["label"] = made.get("rating"), made.get("label")
     if json_:
         emit_json(rows)
     elif csv_:
@@ -483,6 +487,8 @@ def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
         "sha256": row["sha256"],
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
+        "rating": None,
+        "label": None,
     }
 
 
@@ -491,13 +497,15 @@ def _print_top(rows: list[dict[str, Any]], model: str | None) -> None:
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("pct", justify="right")
+    table.add_column("★", justify="right")
     table.add_column("file", overflow="fold")
     table.add_column("taken")
     table.add_column("camera")
     for r in rows:
         taken = (r["date_taken"] or "")[:16].replace("T", " ")
         pct = "" if r["percentile"] is None else f"{r['percentile']:.0f}"
-        table.add_row(str(r["rank"]), _fmt_score(r["score"]), pct, escape(display_path(r["path"])), taken,
+        rated = "" if r["rating"] is None else "✕" if r["rating"] < 0 else str(r["rating"])
+        table.add_row(str(r["rank"]), _fmt_score(r["score"]), pct, rated, escape(display_path(r["path"])), taken,
                       escape(r["camera"] or ""))  # fmt: skip
     _out().print(table)
 

@@ -30,7 +30,7 @@ from typing import Any
 from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Link, find_groups, record_from_row
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL, REJECTED, percentile_rank
 from charmcli.cull.report import camera_name
-from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, read_sidecar, sidecar_path
+from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_number, read_sidecar, sidecar_path
 from charmcli.library.scan import display_path
 from charmcli.store import Store, TopFilter, check_date
 
@@ -246,7 +246,7 @@ class Desk:
                         if str(c.photo) == entry["path"]]  # fmt: skip
             if change.error is not None:
                 raise DeskError(f"{display_path(change.sidecar)}: {change.error}", 409)
-            stars = _as_rating(change.new_rating)
+            stars = rating_number(change.new_rating)
             self.store.record_decisions([(entry["path"], entry["_sha256"], stars, change.new_label)], source="review")
             entry["rating"], entry["label"] = stars, change.new_label
         out = self.public(entry)
@@ -254,13 +254,3 @@ class Desk:
         out["written"] = change.written
         return out
 
-
-def _as_rating(value: str | None) -> int | None:
-    """An ``xmp:Rating`` string as an integer (foreign tools may write ``3.0``); None if unreadable."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return round(number) if math.isfinite(number) else None
