@@ -43,7 +43,7 @@ from charmcli.review.images import ImageCache, ImageError
 TOKEN_HEADER = "X-Charm-Token"
 ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {

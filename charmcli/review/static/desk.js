@@ -276,6 +276,7 @@
   async function decide(id, field, value, remember = true) {
     const p = state.byId.get(id);
     if (!p) return;
+    if (field === "rating" && value === null) value = 0; // undoing a first rating: XMP 0 = no rating
     const before = p[field];
     if (before === value) { status(field === "rating" ? "Already " + (starsText(value) || "unrated") + "." : "Unchanged."); return; }
     try {
@@ -295,19 +296,30 @@
     }
   }
 
-  function undo() {
+  // Decisions run one after another in key order: "5" then "U" must undo the 5, even when the
+  // first request is still on its way.
+  let queue = Promise.resolve();
+  let pending = 0;
+  function enqueue(task) {
+    pending += 1;
+    document.body.dataset.pending = String(pending);
+    const done = () => { pending -= 1; document.body.dataset.pending = String(pending); };
+    queue = queue.then(task).catch((e) => status(e.message, true)).finally(done);
+  }
+
+  async function undo() {
     const last = state.undo.pop();
     if (!last) { status("Nothing to undo."); return; }
     save();
     select(last.id);
-    decide(last.id, last.field, last.before, false);
+    await decide(last.id, last.field, last.before, false);
   }
 
-  function togglePick() {
-    const p = state.byId.get(state.current);
+  async function togglePick(id) {
+    const p = state.byId.get(id);
     if (!p) return;
     const pick = state.info.pick_label;
-    decide(p.id, "label", p.label === pick ? null : pick);
+    await decide(p.id, "label", p.label === pick ? null : pick);
   }
 
   // -- loading -----------------------------------------------------------------------------------
@@ -360,11 +372,10 @@
     else if (key === "ArrowUp") move(state.loupe ? -1 : -columns());
     else if (key === "Enter" || key === " ") openLoupe();
     else if (key === "Escape") { if (!$("#help").hidden) $("#help").hidden = true; else closeLoupe(); }
-    else if (/^[1-5]$/.test(key)) decide(state.current, "rating", Number(key));
-    else if (key === "0") decide(state.current, "rating", 0);
-    else if (key === "x" || key === "X") decide(state.current, "rating", -1);
-    else if (key === "p" || key === "P") togglePick();
-    else if (key === "u" || key === "U") undo();
+    else if (/^[0-5]$/.test(key)) { const id = state.current; enqueue(() => decide(id, "rating", Number(key))); }
+    else if (key === "x" || key === "X") { const id = state.current; enqueue(() => decide(id, "rating", -1)); }
+    else if (key === "p" || key === "P") { const id = state.current; enqueue(() => togglePick(id)); }
+    else if (key === "u" || key === "U") enqueue(undo);
     else if (key === "g") nextInGroup(1);
     else if (key === "G") nextInGroup(-1);
     else if (key === "z" || key === "Z") { state.zoom = !state.zoom; if (state.zoom) state.explain = false; openLoupe(); }
