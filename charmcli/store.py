@@ -666,6 +666,11 @@ class Store:
                 rows += self._all(f"SELECT * FROM decisions WHERE path IN ({marks})", chunk)
         return {r["path"]: r for r in rows}
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another charm process) commits: a cheap "anything new?"."""
+        with self.lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
 
 class BatchWriter:
     """Queue write operations and commit them every ``max_ops`` rows or ``max_seconds``.

@@ -106,6 +106,7 @@ class Desk:
         self._lock = threading.RLock()
         self._entries: dict[int, dict[str, Any]] = {}
         self._order: list[int] = []
+        self._version = -1
         self.n_groups = 0
         self.refresh()
 
@@ -118,6 +119,7 @@ class Desk:
 
     def refresh(self) -> None:
         """Re-read the selection from the store (new scores, files gone) and regroup it."""
+        version = self.store.data_version()
         rows, records, missing = [], [], 0
         for row in self.store.iter_ranked(self._filter(), embeddings=True):
             if not os.path.exists(row["path"]):
@@ -166,14 +168,25 @@ class Desk:
             order.append(row["id"])
         with self._lock:
             self._entries, self._order, self.missing, self.n_groups = entries, order, missing, len(groups)
+            self._version = version
+
+    def _refresh_if_changed(self) -> None:
+        """Re-read only when another process committed (new scores, `charm rate`, `charm forget`).
+
+        The desk's own decisions update its entries in place, so a 5,000-photo grid is listed
+        again without regrouping it; a file deleted meanwhile shows until the next change, and
+        its pictures answer 404.
+        """
+        if self.store.data_version() != self._version:
+            self.refresh()
 
     @staticmethod
     def public(entry: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in entry.items() if not k.startswith("_")}
 
     def photos(self, flt: DeskFilter | None = None) -> list[dict[str, Any]]:
-        """The selection best first (narrowed by ``flt``), re-read from the store each call."""
-        self.refresh()
+        """The selection best first (narrowed by ``flt``), re-read when the database changed."""
+        self._refresh_if_changed()
         with self._lock:
             entries, order = self._entries, self._order
         if flt is None or flt.empty:
@@ -187,7 +200,7 @@ class Desk:
         with self._lock:
             found = self._entries.get(photo_id)
         if found is None:
-            self.refresh()  # scored since the page loaded?
+            self._refresh_if_changed()  # scored since the page loaded?
             with self._lock:
                 found = self._entries.get(photo_id)
         if found is None:

@@ -385,3 +385,14 @@ def test_binds_to_loopback_only(serve, library):
     if own and not own.startswith("127."):
         with pytest.raises(OSError):
             socket.create_connection((own, s.port), timeout=2).close()
+
+
+def test_photos_scored_while_serving_appear_on_the_next_list(serve, library, cli, model_args):
+    s = serve([library])
+    assert len(json.loads(s.request("GET", "/api/photos", token="header")[2])) == len(ALL)
+    shutil.copy2(library / "DSCN0010.jpg", library / "sub" / "copy.jpg")  # known content: no model load
+    assert cli("score", library, *model_args, "--quiet").exit_code == 0  # another connection commits
+    listed = json.loads(s.request("GET", "/api/photos", token="header")[2])
+    assert str(library / "sub" / "copy.jpg") in {p["path"] for p in listed} and len(listed) == len(ALL) + 1
+    new_id = s.store.photo_by_path(str(library / "sub" / "copy.jpg"))["id"]
+    assert s.request("GET", f"/api/photos/{new_id}/thumb", token="header")[0] == 200

@@ -89,7 +89,7 @@
     stars.className = "stars" + (p.rating === -1 ? " reject" : "");
     stars.textContent = starsText(p.rating);
     const c = chip(p.label);
-    if (c) stars.append(c);
+    if (c) { stars.append(c, document.createTextNode(" " + p.label)); }
     const name = document.createElement("div");
     name.className = "name";
     name.textContent = p.name;
