@@ -109,11 +109,12 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
     )
     err.print("Serving on 127.0.0.1 only; the URL above holds this run's token. Ctrl-C stops.")
 
-    def opened() -> None:
+    def opened() -> None:  # called once the server accepts requests; the browser starts on its own
         if not no_browser:
+            import threading
             import webbrowser
 
-            webbrowser.open(url)
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
     serve(app, sock, on_started=opened)
     err.print("Stopped.")
