@@ -58,6 +58,7 @@ def env(library, _private_db, tmp_path) -> dict[str, str]:
     return {**os.environ, "CHARM_DB": str(_private_db), "XDG_DATA_HOME": str(tmp_path / "xdg-data")}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to see child processes")
 def test_review_serves_its_url_and_stops_cleanly_on_ctrl_c(library, env):
     proc, url = start_review(str(library), env=env)
@@ -88,6 +89,7 @@ def test_review_serves_its_url_and_stops_cleanly_on_ctrl_c(library, env):
         os.killpg(proc.pid, 0)
 
 
+@pytest.mark.slow
 def test_each_run_gets_a_fresh_token_and_sigterm_stops_it(library, env):
     tokens = []
     for _ in range(2):
