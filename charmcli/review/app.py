@@ -171,28 +171,31 @@ def create_app(desk: Desk, cache: ImageCache, token: str, *, allowed_hosts: tupl
 
         return handler
 
-    async def decide(request: Request) -> Response:
-        field = request.url.path.rsplit("/", 1)[1]  # "rating" or "label": fixed by the route table
-        try:
-            payload = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error("the body must be JSON, e.g. {\"rating\": 3}", 400)
-        if not isinstance(payload, dict) or field not in payload:
-            return _error(f"the body must be a JSON object with {field!r}", 400)
+    def decider(field: str):
         method = desk.set_rating if field == "rating" else desk.set_label
-        try:
-            result = await run_in_threadpool(method, request.path_params["photo_id"], payload[field])
-        except DeskError as exc:
-            return _error(str(exc), exc.status)
-        return AsciiJSON(result, headers={"Cache-Control": "no-store"})
+
+        async def handler(request: Request) -> Response:
+            try:
+                payload = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                return _error(f'the body must be JSON, e.g. {{"{field}": ...}}', 400)
+            if not isinstance(payload, dict) or field not in payload:
+                return _error(f"the body must be a JSON object with {field!r}", 400)
+            try:  # the sidecar write runs in the thread pool: the event loop keeps serving
+                result = await run_in_threadpool(method, request.path_params["photo_id"], payload[field])
+            except DeskError as exc:
+                return _error(str(exc), exc.status)
+            return AsciiJSON(result, headers={"Cache-Control": "no-store"})
+
+        return handler
 
     routes = [Route(url, static, methods=["GET"]) for url in STATIC]
     routes += [
         Route("/api/info", info, methods=["GET"]),
         Route("/api/photos", photos, methods=["GET"]),
         Route("/api/photos/{photo_id:int}", photo, methods=["GET"]),
-        Route("/api/photos/{photo_id:int}/rating", decide, methods=["POST"]),
-        Route("/api/photos/{photo_id:int}/label", decide, methods=["POST"]),
+        Route("/api/photos/{photo_id:int}/rating", decider("rating"), methods=["POST"]),
+        Route("/api/photos/{photo_id:int}/label", decider("label"), methods=["POST"]),
     ]
     routes += [Route(f"/api/photos/{{photo_id:int}}/{k}", picture(k), methods=["GET"])
                for k in ("thumb", "preview", "full", "explain")]  # fmt: skip

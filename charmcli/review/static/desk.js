@@ -217,6 +217,7 @@
     };
     const src = picture(p.id, kind);
     if (big.getAttribute("src") !== src) big.src = src;
+    prefetchNeighbours(p.id);
     $("#stage").classList.toggle("zoom", state.zoom);
     const info = $("#info");
     info.replaceChildren();
@@ -243,6 +244,18 @@
     hint.className = "dim";
     hint.textContent = "Esc grid · E kept cells · Z 100 % · G next frame of burst";
     info.append(h, flags, dl, hint);
+  }
+
+  // The previews either side of the large view load while you look, so the next key is instant.
+  const prefetched = new Set();
+  function prefetchNeighbours(id) {
+    const i = state.order.indexOf(id);
+    for (const j of [i + 1, i - 1]) {
+      const next = state.order[j];
+      if (next === undefined || prefetched.has(next)) continue;
+      prefetched.add(next);
+      new Image().src = picture(next, "preview");
+    }
   }
 
   // -- moving ------------------------------------------------------------------------------------
