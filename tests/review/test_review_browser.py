@@ -184,10 +184,16 @@ def test_large_view_zoom_explain_and_bursts(browser, serve, library):
     assert s.store.decisions_for()[s.desk.entry(moved)["path"]]["rating"] == 4
 
 
-def test_filters_in_the_page(browser, serve, library):
+def test_filters_in_the_page_and_a_photo_changed_since_scoring(browser, serve, library):
     s = serve([library])
+    with open(library / "jolla.jpg", "ab") as photo:  # edited elsewhere after scoring: not what the desk knows
+        photo.write(b"\0" * 16)
     browser.get(s.url)
     wait_for(browser, "document.body.dataset.ready === 'yes'")
+    jolla = photo_ids(s.store, library)["jolla.jpg"]
+    wait_for(browser, f"document.querySelector(`.card[data-id='{jolla}'] .noimg`) !== null")
+    wait_for(browser, "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert len(browser.find_elements("css selector", ".card img")) == len(ALL) - 1
     browser.find_element("css selector", "input[name=folder]").send_keys("burst")
     browser.find_element("css selector", "#filters button[type=submit]").click()
     wait_for(browser, "document.querySelectorAll('.card').length === 2")

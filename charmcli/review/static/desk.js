@@ -114,6 +114,12 @@
     img.decoding = "async";
     img.alt = p.name;
     img.src = picture(p.id, "thumb");
+    img.addEventListener("error", () => { // changed since scored, unreadable: say so, keep the card
+      const none = document.createElement("div");
+      none.className = "noimg";
+      none.textContent = "no preview";
+      img.replaceWith(none);
+    }, { once: true });
     frame.append(img);
     fig.append(frame, document.createElement("figcaption"));
     fillCaption(fig, p);
