@@ -95,6 +95,7 @@ def test_keyboard_cull_open_move_rate_reject_undo_reload(browser, serve, library
     ids = photo_ids(s.store, library)
     names = {v: k for k, v in ids.items()}
     ranked = [p["id"] for p in s.desk.photos()]
+    originals = {n: ((library / n).read_bytes(), (library / n).stat().st_mtime_ns) for n in ALL}
 
     # open: the grid lists every photo best first, thumbnails load, the first is selected
     browser.get(s.url)
@@ -139,6 +140,8 @@ def test_keyboard_cull_open_move_rate_reject_undo_reload(browser, serve, library
     settled(browser, ranked[2], "0")
     assert exiftool(Path(f"{third}.xmp"))["Rating"] == 0
     assert s.store.decisions_for()[str(third)]["rating"] == 0
+    # the photos themselves: not a byte, not a timestamp changed
+    assert {n: ((library / n).read_bytes(), (library / n).stat().st_mtime_ns) for n in ALL} == originals
 
 
 def test_large_view_zoom_explain_and_bursts(browser, serve, library):
