@@ -234,15 +234,14 @@ class Desk:
 
     def set_label(self, photo_id: int, label: object) -> dict[str, Any]:
         """Set the colour label (one of :data:`LABELS` or the pick label), or remove it (None)."""
-        entry = self.entry(photo_id)
-        if label is None:
-            current = self._sidecar_values(entry)["label"]
-            if current is None:
-                return self._decide(entry, rating=None, label=None, clear_label=None)
-            return self._decide(entry, rating=None, label=None, clear_label=current)
-        if not isinstance(label, str) or label not in {*LABELS, self.pick_label}:
+        if label is not None and (not isinstance(label, str) or label not in {*LABELS, self.pick_label}):
             raise DeskError(f"label must be one of {', '.join(sorted({*LABELS, self.pick_label}))} or null, not {label!r}")
-        return self._decide(entry, rating=None, label=label, clear_label=None)
+        entry = self.entry(photo_id)
+        if label is not None:
+            return self._decide(entry, rating=None, label=label, clear_label=None)
+        with self._lock:  # read and clear under one lock: no other decision in between
+            current = self._sidecar_values(entry)["label"]  # whatever label it has, charm's or not
+            return self._decide(entry, rating=None, label=None, clear_label=current)
 
     def _sidecar_values(self, entry: dict[str, Any]) -> dict[str, str | None]:
         path = sidecar_path(entry["path"], self.sidecar)
@@ -255,8 +254,7 @@ class Desk:
 
     def _decide(self, entry: dict[str, Any], *, rating: int | None, label: str | None, clear_label: str | None) -> dict[str, Any]:
         with self._lock:  # one decision at a time: two quick keys must not interleave their merges
-            [change] = [c for c in apply_ratings([(Path(entry["path"]), rating, label, clear_label)], style=self.sidecar)
-                        if str(c.photo) == entry["path"]]  # fmt: skip
+            change = apply_ratings([(Path(entry["path"]), rating, label, clear_label)], style=self.sidecar)[0]
             if change.error is not None:
                 raise DeskError(f"{display_path(change.sidecar)}: {change.error}", 409)
             stars = rating_number(change.new_rating)
