@@ -396,3 +396,17 @@ def test_photos_scored_while_serving_appear_on_the_next_list(serve, library, cli
     assert str(library / "sub" / "copy.jpg") in {p["path"] for p in listed} and len(listed) == len(ALL) + 1
     new_id = s.store.photo_by_path(str(library / "sub" / "copy.jpg"))["id"]
     assert s.request("GET", f"/api/photos/{new_id}/thumb", token="header")[0] == 200
+
+
+def test_a_file_name_that_is_not_utf8(serve, library, cli, model_args):
+    raw = os.fsencode(library) + b"/caf\xe9.jpg"  # Latin-1 bytes, as old cameras and Windows shares write them
+    shutil.copyfile(library / "DSCN0010.jpg", raw)
+    assert cli("score", library, *model_args, "--quiet").exit_code == 0
+    s = serve([library])
+    listed = json.loads(s.request("GET", "/api/photos", token="header")[2])  # valid JSON, \\udce9 escaped
+    [odd] = [p for p in listed if p["name"].startswith("caf")]
+    assert odd["name"] == "caf\\xe9.jpg" and os.fsencode(odd["path"]) == raw
+    assert s.request("GET", f"/api/photos/{odd['id']}/thumb", token="header")[0] == 200
+    status, _h, body = s.request("POST", f"/api/photos/{odd['id']}/rating", body=b'{"rating": 2}', token="header")
+    assert status == 200 and json.loads(body)["rating"] == 2
+    assert exif_xmp(os.fsdecode(raw + b".xmp"))["Rating"] == 2
