@@ -9,7 +9,8 @@ How one run flows:
 1. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
    path, size and mtime gives the sha256, and a score for (sha256, model, checkpoint,
    preprocess) means *cached*. A recorded failure with the same size/mtime/options is reported
-   again without retrying (``retry_failed`` overrides).
+   as a *known* failure without retrying (``retry_failed`` overrides), so the CLI can sum such
+   files up in one line instead of repeating them.
 2. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
    the next files overlaps the network on this one): read the bytes once, hash them; if that
    content already has a score (a moved, renamed or copied file) reuse it without decoding;
@@ -44,18 +45,23 @@ from charmcli.library.decode import (
     DecodedImage,
     DecodeError,
     decode_image,
+    image_size,
     preprocess_tag,
     read_bytes,
 )
 from charmcli.library.metadata import PhotoMeta, read_metadata
 from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
+from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import META_COLUMNS, BatchWriter, FailureRow, PhotoRow, ScoreRow, Store
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
     from charmcli.model import Scorer
 
-Status = Literal["scored", "cached", "error"]
-DEFAULT_MODEL = "aadb"  # mirrors charmcli.model.DEFAULT_MODEL without importing torch
+Status = Literal["scored", "cached", "error", "skipped"]
+
+#: Above this many pixels at native resolution (``--max-side 0`` or ``--exact``), a photo gets a
+#: one-line warning before its work starts: tokenizing it can take a minute on a laptop CPU.
+LONG_NATIVE_PIXELS = 12_000_000
 
 
 class FatalError(Exception):
@@ -109,7 +115,7 @@ class FileEvent:
     height: int | None = None
     sha256: str | None = None
     reused: bool = False  #: cached through the content hash (moved/renamed/copied file)
-    seconds: float = 0.0  #: network time (0 for cached)
+    known: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
 
     def to_json(self, model: str | None) -> dict[str, Any]:
         return {
@@ -123,6 +129,7 @@ class FileEvent:
             "warnings": list(self.warnings),
             "sha256": self.sha256,
             "reused": self.reused,
+            "known_failure": self.known,
         }
 
 
@@ -132,6 +139,8 @@ class Summary:
     cached: int = 0
     reused: int = 0  #: of ``cached``: found by content hash
     failed: int = 0
+    known_failures: int = 0  #: of ``failed``: recorded by an earlier run, file unchanged
+    skipped: int = 0  #: pictures in formats charm does not score
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -141,12 +150,15 @@ class Summary:
         elif event.status == "cached":
             self.cached += 1
             self.reused += event.reused
+        elif event.status == "skipped":
+            self.skipped += 1
         else:
             self.failed += 1
+            self.known_failures += event.known
 
     @property
     def total(self) -> int:
-        return self.scored + self.cached + self.failed
+        return self.scored + self.cached + self.failed + self.skipped
 
 
 class Profile:
@@ -348,7 +360,9 @@ class Pipeline:
         *,
         profile: Profile | None = None,
         writer: BatchWriter | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
+        self.notify = notify  #: called (from a worker thread) with one-line notes before slow work
         self.store = store
         self.options = options
         self.profile = profile or Profile()
@@ -374,7 +388,8 @@ class Pipeline:
         try:
             for item in items:
                 if isinstance(item, ScanProblem):
-                    window.append(_Done(FileEvent(_abs(item.path), "error", error=item.reason)))
+                    status: Status = "skipped" if item.skipped else "error"
+                    window.append(_Done(FileEvent(_abs(item.path), status, error=item.reason)))
                 else:
                     with self.profile.timer("lookup"):
                         quick = self._by_path(item)
@@ -422,8 +437,7 @@ class Pipeline:
                 and failure["mtime_ns"] == entry.mtime_ns
                 and failure["options"] == self.options.failure_options
             ):
-                reason = f"{failure['reason']} (unchanged since it failed; --retry-failed tries again)"
-                return FileEvent(path, "error", error=reason, sha256=failure["sha256"])
+                return FileEvent(path, "error", error=failure["reason"], sha256=failure["sha256"], known=True)
         return None
 
     def _advance(
@@ -511,7 +525,7 @@ class Pipeline:
             )
             prepared.event = FileEvent(
                 path, "scored", score=result.score, warnings=list(decoded.warnings), width=decoded.width,
-                height=decoded.height, sha256=decoded.sha256, seconds=result.seconds,
+                height=decoded.height, sha256=decoded.sha256,
             )  # fmt: skip
 
     def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
@@ -561,13 +575,15 @@ class Pipeline:
                     like = self.store.photo_by_sha(sha) if known is not None else None
                 if known is not None and like is not None:
                     return _Reuse(entry, sha, known, like)
+            if self.notify is not None and (opts.exact or opts.max_side == 0):
+                self._warn_if_long(entry, data)
             with profile.timer("decode"):
                 decoded = decode_image(
                     data, name=os.fsdecode(entry.path), exact=opts.exact, max_side=opts.max_side,
-                    max_pixels=opts.max_pixels,
+                    max_pixels=opts.max_pixels, sha256=sha,
                 )  # fmt: skip
             with profile.timer("metadata"):
-                meta = read_metadata(data)
+                meta = read_metadata(data, exif_block=decoded.exif_block)
             del data
             if known is not None:  # content scored before, but no photo row to copy from
                 return _Reuse(entry, sha, known, None, decoded, meta)
@@ -584,6 +600,18 @@ class Pipeline:
         except Exception as exc:  # one bad file never stops the run
             message = " ".join(str(exc).split()) or type(exc).__name__
             return _Failed(entry, f"unexpected error: {type(exc).__name__}: {message}"[:300], "internal")
+
+
+    def _warn_if_long(self, entry: ScanEntry, data: bytes) -> None:
+        """One line before a photo that will take long at native resolution (its header only)."""
+        size = image_size(data, os.fsdecode(entry.path))
+        if size is None or size[0] * size[1] <= LONG_NATIVE_PIXELS:
+            return
+        assert self.notify is not None
+        self.notify(
+            f"{display_path(entry.path)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
+            f"resolution; this one can take a minute or more on a CPU (--max-side 1024 is fast)"
+        )
 
 
 def _abs(path: os.PathLike[str] | str) -> str:
@@ -610,7 +638,3 @@ def _photo_row(
         {c: like.get(c) for c in META_COLUMNS},
     )  # fmt: skip
 
-
-def describe(path: os.PathLike[str] | str) -> str:
-    """A path as one printable line (re-exported for renderers)."""
-    return display_path(path)

@@ -13,6 +13,22 @@ Design notes (why it looks like this):
   on one database both finish, with no lost rows and no duplicates.
 * **Ordered migrations** stamped in ``PRAGMA user_version``; opening an older file upgrades it.
 
+What sqlite-utils does here and what stays raw SQL, on purpose:
+
+* sqlite-utils creates the tables and indexes (the migrations), upserts the checkpoint memo,
+  lists and deletes rows for ``charm forget`` and counts rows;
+* the transaction itself stays explicit: ``BEGIN IMMEDIATE`` takes the write lock up front (a
+  deferred ``BEGIN``, sqlite-utils' ``atomic()``, can fail on the lock upgrade when another
+  process writes); sqlite-utils' own writes nest in it as savepoints;
+* the per-file writes (:meth:`Store.op_photo`, :meth:`Store.op_score`, …) are prepared
+  ``INSERT … ON CONFLICT DO UPDATE`` statements: the pipeline builds them off the lock and a
+  :class:`BatchWriter` commits many in one transaction, and ``photos.first_seen`` must survive
+  an upsert (sqlite-utils' ``upsert`` sets every column it is given);
+* the per-file lookups (:meth:`Store.photo_by_path`, :meth:`Store.score_for`) and the ranking
+  query of ``top`` are plain SQL: they run once per file or need window functions;
+* every value passes :func:`to_db` / :func:`from_db`, because file names that are not UTF-8
+  cannot be stored as SQLite text as they are (see below).
+
 This module knows nothing of tensors, images or the CLI: it stores plain values (embeddings
 arrive as float16 bytes).
 """
@@ -141,99 +157,108 @@ def now_iso() -> str:
 
 
 # -- migrations ---------------------------------------------------------------------------------
+#
+# Each schema change is a named step; opening a file whose ``PRAGMA user_version`` is lower runs
+# the missing steps in order, inside one ``BEGIN IMMEDIATE`` (so two first runs agree). Tables and
+# indexes are created with sqlite-utils; a step must never COMMIT (``executescript`` would).
 
 
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
-    """Execute ``;``-separated DDL one statement at a time.
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    """photos (a path as last read), scores (by content), failures, and the checkpoint memo."""
+    photos = db.create_table(
+        "photos",
+        {
+            "id": int, "path": str, "size": int, "mtime_ns": int, "sha256": str,
+            "width": int, "height": int,  # as displayed (EXIF orientation applied)
+            "date_taken": str, "make": str, "model": str, "lens": str, "focal_length": float,
+            "f_number": float, "exposure_time": float, "iso": int, "orientation": int, "format": str,
+            "first_seen": str, "last_seen": str,
+        },
+        pk="id",
+        not_null={"path", "size", "mtime_ns", "sha256", "first_seen", "last_seen"},
+    )  # fmt: skip
+    photos.create_index(["path"], index_name="photos_path", unique=True)
+    photos.create_index(["sha256"], index_name="photos_sha256")
+    photos.create_index(["date_taken"], index_name="photos_date_taken")
 
-    ``executescript`` would COMMIT the surrounding ``BEGIN IMMEDIATE`` first, letting a second
-    process migrate the same file concurrently.
+    scores = db.create_table(
+        "scores",
+        {
+            "id": int, "sha256": str,
+            "model": str,  # Charm training set: aadb, para, ...
+            "checkpoint_id": str,  # sha256 of the checkpoint file
+            "preprocess": str,  # decode policy tag: max1024, native, exact
+            "score": float,
+            "outputs": str,  # JSON list of floats
+            "n_tokens": int, "input_width": int, "input_height": int,
+            "token_path": str,  # short | multiscale
+            "kept_cells": str,  # JSON [[row, col], ...]
+            "cell_size": int,
+            "embedding": bytes,  # float16 CLS vector
+            "seconds": float, "scored_at": str,
+        },
+        pk="id",
+        not_null={"sha256", "model", "checkpoint_id", "preprocess", "score", "outputs", "kept_cells", "scored_at"},
+        defaults={"kept_cells": "[]"},
+    )  # fmt: skip
+    scores.create_index(["sha256", "model", "checkpoint_id", "preprocess"], index_name="scores_key", unique=True)
+    scores.create_index(["model", "score"], index_name="scores_model_score")
+
+    failures = db.create_table(
+        "failures",
+        {
+            "id": int, "path": str, "sha256": str, "reason": str, "kind": str, "size": int, "mtime_ns": int,
+            "options": str,  # decode options that failed (retried if they change)
+            "failed_at": str,
+        },
+        pk="id",
+        not_null={"path", "reason", "failed_at"},
+    )  # fmt: skip
+    failures.create_index(["path"], index_name="failures_path", unique=True)
+
+    # What a checkpoint file hashed to, so a fully cached run needs neither torch nor a hash.
+    db.create_table(
+        "checkpoints",
+        {
+            "source": str,  # "file:/abs/path" or "hub:aadb"
+            "file": str, "size": int, "mtime_ns": int, "checkpoint_id": str, "model": str, "seen_at": str,
+        },
+        pk="source",
+        not_null={"file", "size", "mtime_ns", "checkpoint_id", "model", "seen_at"},
+    )  # fmt: skip
+
+
+def _m2_decisions(db: sqlite_utils.Database) -> None:
+    """Issue 14: the rating and label charm last wrote to each photo's XMP sidecar (review, rate).
+
+    Keyed by path, not content: a sidecar belongs to a file, and two copies of one photo can be
+    rated differently.
     """
-    for statement in script.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _m1_initial(conn: sqlite3.Connection) -> None:
-    _run_script(
-        conn,
-        """
-        CREATE TABLE photos (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL UNIQUE,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            width INTEGER, height INTEGER,          -- as displayed (EXIF orientation applied)
-            date_taken TEXT, make TEXT, model TEXT, lens TEXT,
-            focal_length REAL, f_number REAL, exposure_time REAL, iso INTEGER, orientation INTEGER,
-            format TEXT,
-            first_seen TEXT NOT NULL, last_seen TEXT NOT NULL
-        );
-        CREATE INDEX photos_sha256 ON photos(sha256);
-        CREATE INDEX photos_date_taken ON photos(date_taken);
-
-        CREATE TABLE scores (
-            id INTEGER PRIMARY KEY,
-            sha256 TEXT NOT NULL,
-            model TEXT NOT NULL,                    -- Charm training set: aadb, para, ...
-            checkpoint_id TEXT NOT NULL,            -- sha256 of the checkpoint file
-            preprocess TEXT NOT NULL,               -- decode policy tag: max1024, native, exact
-            score REAL NOT NULL,
-            outputs TEXT NOT NULL,                  -- JSON list of floats
-            n_tokens INTEGER,
-            input_width INTEGER, input_height INTEGER,
-            token_path TEXT,                        -- short | multiscale
-            kept_cells TEXT NOT NULL DEFAULT '[]',  -- JSON [[row, col], ...]
-            cell_size INTEGER,
-            embedding BLOB,                         -- float16 CLS vector
-            seconds REAL,
-            scored_at TEXT NOT NULL,
-            UNIQUE (sha256, model, checkpoint_id, preprocess)
-        );
-        CREATE INDEX scores_model_score ON scores(model, score);
-
-        CREATE TABLE failures (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL UNIQUE,
-            sha256 TEXT,
-            reason TEXT NOT NULL,
-            kind TEXT,
-            size INTEGER, mtime_ns INTEGER,
-            options TEXT,                           -- decode options that failed (retry if changed)
-            failed_at TEXT NOT NULL
-        );
-
-        -- What a checkpoint file hashed to, so a fully cached run needs neither torch nor a hash.
-        CREATE TABLE checkpoints (
-            source TEXT NOT NULL PRIMARY KEY,       -- "file:/abs/path" or "hub:aadb"
-            file TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-            checkpoint_id TEXT NOT NULL, model TEXT NOT NULL,
-            seen_at TEXT NOT NULL
-        );
-        """,
+    db.create_table(
+        "decisions",
+        {
+            "path": str,
+            "sha256": str,  # the content when decided
+            "rating": int,  # XMP convention: -1 rejected, 0 none, 1..5 (NULL unknown)
+            "label": str,  # xmp:Label (Green, Red, ...), NULL none
+            "source": str,  # review | rate
+            "decided_at": str,
+        },
+        pk="path",
+        not_null={"source", "decided_at"},
     )
 
 
-def _m2_decisions(conn: sqlite3.Connection) -> None:
-    """Issue 14: the rating and label charm last wrote to each photo's XMP sidecar (review, rate)."""
-    _run_script(
-        conn,
-        """
-        CREATE TABLE decisions (
-            path TEXT NOT NULL PRIMARY KEY,         -- the photo (a sidecar belongs to a file, not a content)
-            sha256 TEXT,                            -- its content when decided
-            rating INTEGER,                         -- XMP convention: -1 rejected, 0 none, 1..5, NULL unknown
-            label TEXT,                             -- xmp:Label (Green, Red, ...), NULL none
-            source TEXT NOT NULL,                   -- review | rate
-            decided_at TEXT NOT NULL
-        )
-        """,
-    )
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``apply`` upgrades a database from its index in :data:`MIGRATIONS` to the next."""
+
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
 
 
 #: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_decisions]
+MIGRATIONS: list[Migration] = [Migration("initial", _m1_initial), Migration("decisions", _m2_decisions)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -303,10 +328,16 @@ _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$"
 
 def check_date(text: str) -> str:
     """Normalise a ``--since/--until`` value (``2023``, ``2023-05``, ``2023-05-31[T12:00]``)."""
-    value = text.strip()
-    if not _DATE_RE.match(value):
-        raise ValueError(f"invalid date {text!r}; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM")
-    return value.replace(" ", "T")
+    value = text.strip().replace(" ", "T")
+    if _DATE_RE.match(value):
+        # Every part must exist on a calendar: "2010-13" is no month, not January 2011.
+        full = value + "-01-01T00:00:00"[len(value) - 4 :] if len(value) < 19 else value
+        try:
+            datetime.fromisoformat(full)
+            return value
+        except ValueError:
+            pass
+    raise ValueError(f"invalid date {text!r}; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM")
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -370,7 +401,7 @@ class Store:
                 return
             with self.transaction():
                 while (current := self.version) < SCHEMA_VERSION:
-                    MIGRATIONS[current](self.conn)
+                    MIGRATIONS[current].apply(self.db)
                     self.conn.execute(f"PRAGMA user_version = {current + 1}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot use database {self.path}: {exc}") from None
@@ -423,12 +454,6 @@ class Store:
     def scores_for_sha(self, sha256: str) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC", (sha256,))
 
-    def latest_score(self, sha256: str, model: str) -> dict[str, Any] | None:
-        return self._one(
-            "SELECT * FROM scores WHERE sha256 = ? AND model = ? ORDER BY scored_at DESC, id DESC LIMIT 1",
-            (sha256, model),
-        )
-
     # -- checkpoint identity memo ------------------------------------------------------------
 
     def recall_checkpoint(self, source: str) -> dict[str, Any] | None:
@@ -449,14 +474,10 @@ class Store:
             st = os.stat(file)
         except OSError:
             return
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO checkpoints (source, file, size, mtime_ns, checkpoint_id, model, seen_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET file = excluded.file, "
-                "size = excluded.size, mtime_ns = excluded.mtime_ns, checkpoint_id = excluded.checkpoint_id, "
-                "model = excluded.model, seen_at = excluded.seen_at",
-                _params((source, file, st.st_size, st.st_mtime_ns, checkpoint_id, model, now_iso())),
-            )
+        row = {"source": source, "file": file, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+               "checkpoint_id": checkpoint_id, "model": model, "seen_at": now_iso()}  # fmt: skip
+        with self.transaction():
+            self.db["checkpoints"].upsert(_params(row), pk="source")  # type: ignore[union-attr]
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -601,8 +622,11 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Counts for ``charm stats``."""
-        one = lambda sql: self._one(sql)  # noqa: E731
-        photos = one("SELECT COUNT(*) AS n, COUNT(DISTINCT sha256) AS unique_content FROM photos") or {}
+        with self.lock:
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
+        photos = self._one("SELECT COUNT(*) AS n, COUNT(DISTINCT sha256) AS unique_content FROM photos") or {}
         per_model = self._all(
             """
             SELECT s.model AS model, COUNT(DISTINCT s.sha256) AS contents,
@@ -621,7 +645,7 @@ class Store:
             "schema_version": self.version,
             "photos": photos.get("n", 0),
             "unique_content": photos.get("unique_content", 0),
-            "scores": (one("SELECT COUNT(*) AS n FROM scores") or {}).get("n", 0),
+            "scores": self.db["scores"].count,
             "models": per_model,
             "failures": failures,
         }
@@ -634,17 +658,19 @@ class Store:
                 return True
             return any(path == u or path.startswith(u.rstrip(os.sep) + os.sep) for u in under)
 
-        photos = [r["path"] for r in self._all("SELECT path FROM photos ORDER BY path")]
-        failures = [r["path"] for r in self._all("SELECT path FROM failures ORDER BY path")]
+        with self.lock:
+            photos = [from_db(r["path"]) for r in self.db["photos"].rows_where(select="path", order_by="path")]
+            failures = [from_db(r["path"]) for r in self.db["failures"].rows_where(select="path", order_by="path")]
         gone = lambda p: wanted(p) and not os.path.lexists(p)  # noqa: E731
         return [p for p in photos if gone(p)], [p for p in failures if gone(p)]
 
     def forget(self, photo_paths: Sequence[str], failure_paths: Sequence[str]) -> None:
         """Drop rows by path. Scores stay: they are keyed by content and reused if it reappears."""
-        ops = [("DELETE FROM photos WHERE path = ?", (p,)) for p in photo_paths]
-        ops += [("DELETE FROM failures WHERE path = ?", (p,)) for p in failure_paths]
-        for start in range(0, len(ops), 500):
-            self.write(ops[start : start + 500])
+        doomed = [("photos", p) for p in photo_paths] + [("failures", p) for p in failure_paths]
+        for start in range(0, len(doomed), 500):  # short transactions: other writers interleave
+            with self.transaction():
+                for table, path in doomed[start : start + 500]:
+                    self.db[table].delete_where("path = ?", [to_db(path)])
 
     # issue 14: decisions (rating/label) written to sidecars by `charm review` and `charm rate`
 
@@ -685,7 +711,6 @@ class BatchWriter:
         self.max_seconds = max_seconds
         self.pending: list[tuple[str, Sequence[Any]]] = []
         self.commits = 0
-        self.seconds = 0.0
         self._last = time.monotonic()
 
     def add(self, *ops: tuple[str, Sequence[Any]]) -> None:
@@ -698,12 +723,6 @@ class BatchWriter:
         if not self.pending:
             return
         ops, self.pending = self.pending, []
-        start = time.perf_counter()
         self.store.write(ops)
-        self.seconds += time.perf_counter() - start
         self.commits += 1
 
-
-def open_store(path: os.PathLike[str] | str | None = None) -> Store:
-    """Open (creating and migrating as needed) the database at ``path`` or the default one."""
-    return Store(path if path is not None else default_db_path())

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from charmcli.library.resize import long_side_size
 from charmcli.library.scan import RAW_EXTENSIONS
 
 try:  # optional: HEIC/HEIF
@@ -39,6 +40,13 @@ try:  # optional: HEIC/HEIF
     HAVE_HEIF = True
 except ImportError:  # pragma: no cover - depends on the environment
     HAVE_HEIF = False
+
+try:  # optional: JPEG XL (a Pillow plugin; importing it registers the format)
+    import pillow_jxl  # noqa: F401
+
+    HAVE_JXL = True
+except ImportError:  # pragma: no cover - depends on the environment
+    HAVE_JXL = False
 
 try:  # optional: camera RAW
     import rawpy
@@ -125,6 +133,7 @@ class DecodedImage:
     n_frames: int
     warnings: list[str] = field(default_factory=list)  #: one-line notes
     preprocess: str = ""  #: short stable tag of the policy, part of the score cache key
+    exif_block: bytes | None = None  #: the raw EXIF block Pillow found (metadata reuses it)
 
 
 def preprocess_tag(*, exact: bool = False, max_side: int = 1024, use_draft: bool = True) -> str:
@@ -193,18 +202,20 @@ def decode_image(
     max_side: int = 1024,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     use_draft: bool = True,
+    sha256: str | None = None,
 ) -> DecodedImage:
     """Decode one file's bytes into an RGB image under the chosen policy (see module doc).
 
     ``max_side``: cap on the long side (official para/spaq bicubic rule); 0 = native resolution.
     ``max_pixels``: refuse larger images before decoding any pixel; 0 = no limit.
     ``name``: only for messages and to route RAW extensions to rawpy.
+    ``sha256``: the bytes' hex digest when the caller has hashed them already (hashed once).
     Raises :class:`DecodeError` for every failure; the first failure is final (no retries).
     """
     if max_side < 0:
         raise ValueError("max_side must be >= 0 (0 = native resolution)")
     _quiet_pillow_warnings()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256 or hashlib.sha256(data).hexdigest()
     tag = preprocess_tag(exact=exact, max_side=max_side, use_draft=use_draft)
     ext = os.path.splitext(name)[1].lower()
     try:
@@ -255,12 +266,14 @@ def _decode_pillow(
     is_jpeg = fmt in ("JPEG", "MPO")
     if not is_jpeg:
         im.load()
-    orientation = _orientation_as_found(im)
+    exif = _exif_of(im)  # parsed once, for both orientations below
+    orientation = _orientation_as_found(im, exif)
     # pillow-heif has already rotated HEIF pixels (and reports 1), so the live tag is what to apply.
-    live = _live_orientation(im, notes)
+    live = _live_orientation(exif, notes)
     w, h = im.size
     disp_w, disp_h = (h, w) if live in (5, 6, 7, 8) else (w, h)
-    target = _target_size(disp_w, disp_h, max_side)
+    target = long_side_size(disp_w, disp_h, max_side)
+    block = im.info.get("exif")
 
     if is_jpeg:
         if use_draft and target != (disp_w, disp_h):
@@ -275,15 +288,27 @@ def _decode_pillow(
     rgb = _to_rgb(im, notes)
     if rgb.size != target:
         rgb = rgb.resize(target, Image.Resampling.BICUBIC)
-    return DecodedImage(rgb, "", 0, disp_w, disp_h, fmt, orientation, n_frames, notes)
+    decoded = DecodedImage(rgb, "", 0, disp_w, disp_h, fmt, orientation, n_frames, notes)
+    decoded.exif_block = bytes(block) if isinstance(block, bytes | bytearray) else None
+    return decoded
 
 
-def _target_size(w: int, h: int, max_side: int) -> tuple[int, int]:
-    """The official para/spaq rule: long side over ``max_side`` -> int-truncated scale."""
-    if max_side <= 0 or max(w, h) <= max_side:
-        return (w, h)
-    r = min(max_side / w, max_side / h)
-    return (int(w * r), int(h * r))
+def image_size(data: bytes, name: str = "") -> tuple[int, int] | None:
+    """Width and height from the header alone (no pixels decoded); ``None`` if unknown or RAW."""
+    if os.path.splitext(name)[1].lower() in RAW_EXTENSIONS:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # the decode proper reports what is wrong
+        return None
+
+
+def _exif_of(im: Image.Image) -> Image.Exif | None:
+    try:
+        return im.getexif()
+    except Exception:  # unreadable EXIF means "no tags"
+        return None
 
 
 def _frame_notes(fmt: str | None, n_frames: int) -> list[str]:
@@ -296,21 +321,20 @@ def _frame_notes(fmt: str | None, n_frames: int) -> list[str]:
     return [f"animated {fmt or 'image'}: scored frame 1 of {n_frames}"]
 
 
-def _orientation_as_found(im: Image.Image) -> int | None:
+def _orientation_as_found(im: Image.Image, exif: Image.Exif | None = None) -> int | None:
     """EXIF 0x0112 as stored in the file (pillow-heif keeps the pre-rotation value aside)."""
     original = im.info.get("original_orientation")
     if isinstance(original, int):
         return original
-    try:
-        value = im.getexif().get(_ORIENTATION_TAG)
-    except Exception:  # unreadable EXIF means "no tag"
-        return None
+    if exif is None:
+        exif = _exif_of(im)
+    value = exif.get(_ORIENTATION_TAG) if exif is not None else None
     return value if isinstance(value, int) else None
 
 
-def _live_orientation(im: Image.Image, notes: list[str]) -> int:
+def _live_orientation(exif: Image.Exif | None, notes: list[str]) -> int:
     try:
-        value = im.getexif().get(_ORIENTATION_TAG)
+        value = exif.get(_ORIENTATION_TAG) if exif is not None else None
     except Exception:
         return 1
     if value is None or value == 1:
@@ -437,7 +461,7 @@ def _decode_raw(
         orientation = _FLIP_TO_EXIF.get(sizes.flip, 1)
         w, h = (sizes.height, sizes.width) if sizes.flip in (5, 6) else (sizes.width, sizes.height)
         _check_pixels((w, h), max_pixels, fmt)
-        target = (w, h) if exact else _target_size(w, h, max_side)
+        target = (w, h) if exact else long_side_size(w, h, max_side)
         notes: list[str] = []
 
         if not exact and max_side > 0:
@@ -535,7 +559,9 @@ def _unidentified(data: bytes) -> DecodeError:
             "missing-dependency",
         )
     if kind == "JPEG XL":
-        return DecodeError("JPEG XL is not supported (Pillow has no JPEG XL decoder)", "unsupported")
+        if HAVE_JXL:
+            return DecodeError("corrupt JPEG XL (header not recognised)", "corrupt")
+        return DecodeError("JPEG XL needs pillow-jxl-plugin: pip install 'charmcli[jxl]'", "missing-dependency")
     if kind is not None:
         return DecodeError(f"corrupt {kind} (header not recognised)", "corrupt")
     head = data[:512]
@@ -586,10 +612,12 @@ def _describe(exc: Exception, data: bytes) -> DecodeError:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "HAVE_HEIF",
+    "HAVE_JXL",
     "HAVE_RAWPY",
     "DecodeError",
     "DecodedImage",
     "decode_image",
+    "image_size",
     "load_image",
     "preprocess_tag",
     "read_bytes",

@@ -5,6 +5,10 @@ Rules, because this touches people's photo libraries:
 * sources are only ever read: never opened for writing, moved, or re-timestamped;
 * nothing in ``dest`` is ever overwritten: names are claimed with ``os.link``/``os.symlink``,
   which fail instead of replacing, and the next free name (``-2``, ``-3``, …) is tried;
+* exporting the same photos again is idempotent: a name that already holds this very export
+  (a copy with the same bytes, a hard link to the same file, a symlink to the same path) is kept
+  as it is, and charm's own ``manifest.csv`` is replaced by the new one (a ``manifest.csv`` that
+  charm did not write is left alone and ``manifest-2.csv`` … is used);
 * a copy is complete or absent under its final name: it is written to a hidden temporary file in
   ``dest``, fsynced, and only then linked to the final name (see :mod:`charmcli.library.atomic`).
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import filecmp
 import io
 import os
 import shutil
@@ -51,6 +56,7 @@ class ExportResult:
     item: ExportItem
     path: Path | None
     error: str | None = None
+    kept: bool = False  #: ``path`` already held this export (a repeated export): left as it was
 
     @property
     def ok(self) -> bool:
@@ -91,7 +97,12 @@ def export_files(
     for item in items:
         base = _base_name(item, width if rank_prefix else 0)
         try:
-            path = _EXPORTERS[mode](Path(item.source), folder, base)
+            source = Path(item.source)
+            kept = _already_there(source, folder, base, mode)
+            if kept is not None:
+                results.append(ExportResult(item, kept, kept=True))
+                continue
+            path = _EXPORTERS[mode](source, folder, base)
             results.append(ExportResult(item, path))
         except OSError as exc:
             results.append(ExportResult(item, None, _explain(exc, mode)))
@@ -120,6 +131,33 @@ def _candidates(base: str) -> Iterator[str]:
     while True:
         yield f"{stem}-{n}{suffix}"
         n += 1
+
+
+def _is_same_export(source: Path, existing: Path, mode: ExportMode) -> bool:
+    """Whether ``existing`` is what exporting ``source`` in ``mode`` would have made."""
+    try:
+        if mode == "symlink":
+            return existing.is_symlink() and os.readlink(existing) == os.path.abspath(source)
+        if existing.is_symlink():
+            return False
+        if mode == "link":
+            return os.path.samefile(existing, source)
+        return existing.is_file() and filecmp.cmp(existing, source, shallow=False)
+    except OSError:
+        return False
+
+
+def _already_there(source: Path, folder: Path, base: str, mode: ExportMode) -> Path | None:
+    """The name (``base``, ``base-2``, … up to the first free one) already holding this export."""
+    if not source.exists():
+        return None  # let the exporter explain
+    for name in _candidates(base):
+        candidate = folder / name
+        if not os.path.lexists(candidate):
+            return None
+        if _is_same_export(source, candidate, mode):
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover - _candidates is infinite
 
 
 def _claim(make: Callable[[Path], object], folder: Path, base: str) -> Path:
@@ -178,10 +216,12 @@ def _explain(exc: OSError, mode: str) -> str:
 
 
 def write_manifest(results: Sequence[ExportResult], folder: os.PathLike[str] | str) -> Path:
-    """Write ``manifest.csv`` atomically; an existing one is kept and ``manifest-2.csv`` … is used.
+    """Write ``manifest.csv`` atomically, replacing charm's own earlier one.
 
-    A new file rather than appending: a second export may carry different extra columns, and an
-    append interrupted halfway would damage the earlier manifest.
+    The manifest describes the latest export into the folder (files kept from an earlier export
+    are listed again). A ``manifest.csv`` that charm did not write (another header) is never
+    replaced: ``manifest-2.csv`` … is tried instead. Replaced whole rather than appended: an
+    export may carry different extra columns, and an interrupted append would damage it.
     """
     extra_columns: list[str] = []
     for result in results:
@@ -205,11 +245,27 @@ def write_manifest(results: Sequence[ExportResult], folder: os.PathLike[str] | s
         )
     text = buf.getvalue()
     # surrogateescape writes non-UTF-8 path bytes back exactly as they are on disk.
-    return _claim(
-        lambda final: atomic_write_text(final, text, errors="surrogateescape", overwrite=False),
-        Path(folder),
-        "manifest.csv",
-    )
+    for name in _candidates("manifest.csv"):
+        final = Path(folder) / name
+        if _is_charm_manifest(final):
+            return atomic_write_text(final, text, errors="surrogateescape", overwrite=True)
+        try:
+            return atomic_write_text(final, text, errors="surrogateescape", overwrite=False)
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover - _candidates is infinite
+
+
+def _is_charm_manifest(path: Path) -> bool:
+    """A regular file whose first line starts with charm's manifest header."""
+    header = ",".join(MANIFEST_COLUMNS).encode()
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        with open(path, "rb") as fh:
+            return fh.readline().rstrip(b"\r\n").startswith(header)
+    except OSError:
+        return False
 
 
 def _cell(value: object) -> str:

@@ -103,17 +103,25 @@ def _pillow_exif_block(data: bytes) -> bytes | None:
             block = im.info.get("exif")
     except Exception:
         return None
-    if not isinstance(block, bytes | bytearray) or len(block) < 8:
+    return _strip_exif_header(block) if isinstance(block, bytes | bytearray) else None
+
+
+def _strip_exif_header(block: bytes) -> bytes | None:
+    if len(block) < 8:
         return None
     block = bytes(block)
     return block[6:] if block.startswith(b"Exif\x00\x00") else block
 
 
-def read_metadata(data: bytes) -> PhotoMeta:
-    """Parse the EXIF in a file's bytes; malformed or absent EXIF gives empty fields, never errors."""
+def read_metadata(data: bytes, *, exif_block: bytes | None = None) -> PhotoMeta:
+    """Parse the EXIF in a file's bytes; malformed or absent EXIF gives empty fields, never errors.
+
+    ``exif_block``: the EXIF block the decoder already found (``DecodedImage.exif_block``), so a
+    WebP or PNG is not opened a second time to look for it.
+    """
     tags = _exif_tags(data)
     if not tags and data.startswith((b"RIFF", b"\x89PNG")):
-        block = _pillow_exif_block(data)
+        block = _strip_exif_header(exif_block) if exif_block is not None else _pillow_exif_block(data)
         if block is not None and block[:4] in (b"II*\x00", b"MM\x00*"):
             tags = _exif_tags(block)  # exifread reads a bare EXIF block as a TIFF file
     return _from_tags(tags)

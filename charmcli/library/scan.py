@@ -21,10 +21,22 @@ from pathlib import Path
 #: their optional decoder is missing, so such photos surface as a clear "install X" error instead
 #: of being skipped silently.
 RASTER_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"}
-)
-RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"})
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif",
+     ".mpo", ".jxl"}
+)  # fmt: skip
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".rwl", ".raf",
+     ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".mef", ".mos", ".x3f"}
+)  # fmt: skip
 SUPPORTED_EXTENSIONS = RASTER_EXTENSIONS | RAW_EXTENSIONS
+
+#: Extensions of pictures charm cannot score: met while walking, they are reported as skipped
+#: (by name, with the reason) rather than passed over in silence.
+UNSCORABLE_EXTENSIONS: dict[str, str] = {
+    ".psd": "Photoshop document", ".psb": "Photoshop document", ".xcf": "GIMP document",
+    ".kra": "Krita document", ".exr": "OpenEXR HDR image", ".hdr": "Radiance HDR image",
+    ".jp2": "JPEG 2000 image", ".j2k": "JPEG 2000 image", ".jpf": "JPEG 2000 image",
+}  # fmt: skip
 
 #: Folder names that photo tools and NAS boxes litter libraries with (thumbnail caches, resource
 #: forks). Dot-names are skipped anyway; these are the ones without a dot.
@@ -42,10 +54,15 @@ class ScanEntry:
 
 @dataclass(frozen=True)
 class ScanProblem:
-    """Something the walk could not use; ``reason`` is one line meant for the user."""
+    """Something the walk could not use; ``reason`` is one line meant for the user.
+
+    ``skipped``: a picture in a format charm does not score (not an error: the run still
+    succeeds, but the file is named).
+    """
 
     path: Path
     reason: str
+    skipped: bool = False
 
 
 def display_path(path: os.PathLike[str] | str | bytes) -> str:
@@ -122,6 +139,9 @@ class _Walker:
                 return ScanProblem(path, f"not a regular file ({_file_type(st.st_mode)}); skipped")
             return None
         if not is_supported(path.name):
+            kind = UNSCORABLE_EXTENSIONS.get(path.suffix.lower())
+            if kind is not None:
+                return ScanProblem(path, f"{kind} ({path.suffix}): not a format charm scores", skipped=True)
             if explicit:
                 return ScanProblem(path, f"unsupported file type {path.suffix or '(no extension)'!r}")
             return None

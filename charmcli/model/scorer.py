@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from charmcli.library.resize import long_side_size
 from charmcli.model.activations import AADB_ATTRIBUTES
 from charmcli.model.checkpoint import CheckpointError, NetworkConfig, load_checkpoint, load_position_table
 from charmcli.model.network import CharmViT
@@ -95,13 +96,9 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def official_resize(image: Image.Image, max_side: int | None) -> Image.Image:
-    """The official para/spaq rule: long side over ``max_side`` -> int-truncated bicubic resize."""
-    w, h = image.size
-    if not max_side or max(w, h) <= max_side:
-        return image
-    r = min(max_side / w, max_side / h)
-    # max(1, …): the official code crashes on a zero-pixel side; charm keeps one pixel instead
-    return image.resize((max(1, int(w * r)), max(1, int(h * r))), Image.Resampling.BICUBIC)
+    """The official para/spaq pre-resize (bicubic), by the rule decoding uses too."""
+    size = long_side_size(image.width, image.height, max_side)
+    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
 
 
 class Scorer:
@@ -114,7 +111,6 @@ class Scorer:
         spec: ModelSpec | None,
         checkpoint_id: str,
         device: str | torch.device = "auto",
-        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
         self.network = network.to(self.device).eval().requires_grad_(False)
@@ -126,9 +122,6 @@ class Scorer:
             )
         budget = spec.budget if spec else 1025
         self.tokenizer = CharmTokenizer(PositionTable(pos_table), budget)  # thread-safe
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError("precision must be fp32, bf16 or fp16")
-        self.precision = precision
 
     # -- construction --------------------------------------------------------------------------
 
@@ -157,7 +150,6 @@ class Scorer:
         name: str | None = None,
         device: str | torch.device = "auto",
         cache_dir: Path | None = None,
-        precision: str = "fp32",
     ) -> Scorer:
         """Load local files: an official ``.pth`` (read safely) or a ``.safetensors`` checkpoint.
 
@@ -186,7 +178,7 @@ class Scorer:
         table = load_position_table(Path(pos_embed))
         network = CharmViT(cfg)
         network.load_state_dict(state, strict=True)
-        return cls(network, table, spec, digest, device=device, precision=precision)
+        return cls(network, table, spec, digest, device=device)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -198,12 +190,6 @@ class Scorer:
         # uint8 (3, H, W) view of the pixels: the tokenizer divides by 255 once cells are cut,
         # which gives the same tokens as image_to_tensor() with a quarter of the memory traffic
         return self.tokenizer(torch.from_numpy(np.array(image)).permute(2, 0, 1))
-
-    def _autocast(self):
-        if self.device.type == "cuda" and self.precision != "fp32":
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return torch.autocast(self.device.type, enabled=False)
 
     def batch_limit(self, tokens: int, cap: int = 128) -> int:
         """How many images of ``tokens`` tokens one forward pass takes: 1 on CPU (batching does
@@ -230,7 +216,7 @@ class Scorer:
             tokens[i, :n], pos[i, : n + 1], scale[i, :n] = t.tokens, t.pos_embed, t.scale_ids
         pin = self.device.type == "cuda"
         to = lambda x: (x.pin_memory() if pin else x).to(self.device, non_blocking=pin)  # noqa: E731
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             logits, features = self.network(
                 to(tokens), to(pos), to(scale), lengths if len(batch) > 1 else None
             )

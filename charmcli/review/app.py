@@ -160,7 +160,8 @@ def create_app(desk: Desk, cache: ImageCache, token: str, *, allowed_hosts: tupl
                 if kind == "full":
                     body = cache.full(entry)
                 elif kind == "explain":
-                    score = desk.store.latest_score(entry["_sha256"], desk.model) or {}
+                    score = desk.store.score_for(entry["_sha256"], desk.model, entry["_checkpoint_id"],
+                                                 entry["_preprocess"]) or {}  # the score it is ranked by
                     body = cache.explain(entry, score)
                 else:
                     body = cache.get(entry, kind)

@@ -4,36 +4,32 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from charmcli.cli import (
+from charmcli.cli.cull import SidecarChoice
+from charmcli.cli.options import (
+    Chain,
+    ChainOpt,
     DbOpt,
     GapOpt,
-    LinkMode,
-    LinkOpt,
+    PathsArg,
+    RankModelOpt,
     SimilarityOpt,
-    _check_paths,
-    _err,
-    _resolve_model,
+    check_paths,
+    err,
     fail,
 )
-from charmcli.cli_cull import SidecarChoice
 from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL
 from charmcli.library.scan import display_path
 
 
 def review(
-    paths: Annotated[
-        list[Path] | None, typer.Argument(metavar="[PATH...]", help="Only photos under these files/folders.")
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Rank by this model's scores (default: the most used).")
-    ] = None,
+    paths: PathsArg = None,
+    model: RankModelOpt = None,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0 = any free port).")] = 0,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the URL only; do not open a browser.")] = False,
     sidecar: Annotated[
@@ -44,7 +40,7 @@ def review(
     ] = DEFAULT_BEST_LABEL,
     gap: GapOpt = DEFAULT_MAX_GAP_S,
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
-    link: LinkOpt = LinkMode.previous,
+    chain: ChainOpt = Chain.previous,
     db: DbOpt = None,
 ) -> None:
     """A culling desk in the browser: ranked grid, bursts, large view, keyboard ratings to XMP.
@@ -57,7 +53,7 @@ def review(
     from charmcli.store import Store, StoreError, default_db_path
 
     paths = paths or []
-    _check_paths(paths)
+    check_paths(paths)
     label = pick_label.strip()
     if not label or len(label) > 32 or not label.isprintable():
         fail(f"--pick-label {pick_label!r}: give a short colour name such as Green")
@@ -66,21 +62,25 @@ def review(
     except StoreError as exc:
         fail(str(exc))
     try:
-        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, link.value)
+        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value)
     finally:
         store.close()
 
 
-def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, link) -> None:  # type: ignore[no-untyped-def]
+def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain) -> None:  # type: ignore[no-untyped-def]
     from charmcli.review.desk import Desk, DeskError
     from charmcli.review.images import ImageCache
+    from charmcli.selection import resolve_model, unscored_model
 
-    chosen = _resolve_model(store, model)
+    problem = unscored_model(store, model)
+    if problem is not None:  # a typo, or a model nothing is scored with: either way, no desk
+        fail(problem[0])
+    chosen = resolve_model(store, model)
     if chosen is None:
         fail("no scores yet: run `charm score PATH...` first")
     try:
         desk = Desk(store, chosen, [os.fspath(p) for p in paths], sidecar=sidecar, pick_label=label, gap=gap,
-                    similarity=similarity, link=link)  # fmt: skip
+                    similarity=similarity, link=chain)  # fmt: skip
     except DeskError as exc:
         fail(str(exc))
     facts = desk.facets()
@@ -101,13 +101,13 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
     url = desk_url(sock, token)
     sys.stdout.write(url + "\n")
     sys.stdout.flush()
-    err = _err()
+    console = err()
     gone = f", {facts['missing']} scored file(s) gone" if facts["missing"] else ""
-    err.print(
+    console.print(
         f"Reviewing {facts['photos']} photo(s) in {facts['groups']} group(s){gone} · model {escape(chosen)} · "
         f"sidecars {sidecar} · thumbnails cached in {escape(display_path(cache.root))}"
     )
-    err.print("Serving on 127.0.0.1 only; the URL above holds this run's token. Ctrl-C stops.")
+    console.print("Serving on 127.0.0.1 only; the URL above holds this run's token. Ctrl-C stops.")
 
     def opened() -> None:  # called once the server accepts requests; the browser starts on its own
         if not no_browser:
@@ -117,4 +117,4 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
     serve(app, sock, on_started=opened)
-    err.print("Stopped.")
+    console.print("Stopped.")

@@ -4,11 +4,12 @@ The desk works on one *selection*: the photos the store knows under the PATHs gi
 review`` (all of them without PATHs), with their latest score for one model, files that still
 exist. Everything about it comes from the layers below, never re-implemented here:
 
-* which photos and the score/date/camera/folder filters: :meth:`Store.iter_ranked`;
-* bursts and their best frame: :func:`charmcli.cull.groups.find_groups` over the *whole*
+* which photos: :func:`charmcli.selection.scored` (latest score per content, files that still
+  exist), and the score/date/camera/folder filters of :meth:`Store.iter_ranked`;
+* bursts and their best frame: :func:`charmcli.selection.group_records` over the *whole*
   selection (so a filter never splits or merges a group);
-* library percentiles: :func:`charmcli.cull.ratings.percentile_rank` against every score of the
-  model (:meth:`Store.model_scores`), as ``top``/``show``/``report`` compute them;
+* library percentiles: :func:`charmcli.selection.library_percentiles`, as ``top``/``show``/
+  ``report`` compute them;
 * decisions: :func:`charmcli.cull.xmp.apply_ratings` (the merge ``charm rate`` uses: foreign
   fields kept, atomic, same naming styles), then :meth:`Store.record_decisions` stores what the
   sidecar now says. A sidecar that cannot be merged leaves the database unchanged.
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Link, find_groups, record_from_row
-from charmcli.cull.ratings import DEFAULT_BEST_LABEL, REJECTED, percentile_rank
+from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Link
+from charmcli.cull.ratings import DEFAULT_BEST_LABEL, REJECTED
 from charmcli.cull.report import camera_name
 from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_number, read_sidecar, sidecar_path
 from charmcli.library.scan import display_path
+from charmcli.selection import group_records, library_percentiles, scored
 from charmcli.store import Store, TopFilter, check_date
 
 #: Lightroom's standard colour labels (what Bridge, darktable and digiKam map too).
@@ -120,19 +122,14 @@ class Desk:
     def refresh(self) -> None:
         """Re-read the selection from the store (new scores, files gone) and regroup it."""
         version = self.store.data_version()
-        rows, records, missing = [], [], 0
-        for row in self.store.iter_ranked(self._filter(), embeddings=True):
-            if not os.path.exists(row["path"]):
-                missing += 1
-                continue
-            rows.append(row)
-            records.append(record_from_row(row))
+        sel = scored(self.store, self._filter())
+        rows, missing = sel.rows, sel.missing
         try:
-            groups = find_groups(records, max_gap=self.gap, min_similarity=self.similarity, link=self.link)
+            groups = group_records(sel.records, self.gap, self.similarity, self.link)
         except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
             raise DeskError(str(exc), 500) from None
         where = {m.id: (g, pos) for g in groups for pos, m in enumerate(g.members)}
-        pcts = percentile_rank([r["score"] for r in rows], reference=self.store.model_scores(self.model)) if rows else []
+        pcts = library_percentiles(self.store, self.model, [r["score"] for r in rows])
         decisions = self.store.decisions_for([r["path"] for r in rows])
         entries: dict[int, dict[str, Any]] = {}
         order: list[int] = []
@@ -146,7 +143,7 @@ class Desk:
                 "folder": display_path(os.path.dirname(row["path"])),
                 "rank": rank,
                 "score": row["score"],
-                "percentile": None if not math.isfinite(pct) else round(float(pct), 2),
+                "percentile": pct,
                 "rating": made.get("rating"),
                 "label": made.get("label"),
                 "date_taken": row["date_taken"],

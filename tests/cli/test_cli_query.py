@@ -94,10 +94,8 @@ def test_export_copies_never_overwrites_and_writes_manifests(cli, scored, tmp_pa
     squatter.write_bytes(b"mine")
     assert cli("top", "3", "--export", dest).exit_code == 0
     assert squatter.read_bytes() == b"mine"  # never overwritten: the export took "-2"
-    assert cli("top", "3", "--export", dest, "--copy").exit_code == 0
     files = sorted(p.name for p in dest.iterdir())
-    assert "manifest.csv" in files and "manifest-2.csv" in files
-    assert len([f for f in files if not f.startswith("manifest")]) == 1 + 6
+    assert len([f for f in files if not f.startswith("manifest")]) == 1 + 3 and "manifest.csv" in files
     manifest = list(csv.DictReader(io.StringIO((dest / "manifest.csv").read_text(encoding="utf-8"))))
     assert [int(r["rank"]) for r in manifest] == [1, 2, 3]
     assert [r["source"] for r in manifest] == [r["path"] for r in first]
@@ -106,6 +104,45 @@ def test_export_copies_never_overwrites_and_writes_manifests(cli, scored, tmp_pa
     copied = dest / manifest[1]["exported"]
     assert copied.read_bytes() == Path(first[1]["path"]).read_bytes()
     assert copied.stat().st_mtime_ns == Path(first[1]["path"]).stat().st_mtime_ns  # timestamps kept
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.lstat().st_ino, p.lstat().st_mtime_ns) for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("mode", ["--copy", "--link", "--symlink"])
+def test_exporting_the_same_picks_again_is_idempotent(cli, scored, tmp_path, mode):
+    """Same selection, same folder: the files there are kept as they are, manifest.csv is
+    replaced (never manifest-2.csv), nothing is doubled; a larger selection only adds."""
+    dest = tmp_path / "picks"
+    squatter = dest / f"0001_{Path(top_json(cli, '1')[0]['path']).name}"  # a user's own file
+    dest.mkdir()
+    squatter.write_bytes(b"mine")
+    assert cli("top", "3", "--export", dest, mode).exit_code == 0
+    before = {k: v for k, v in _listing(dest).items() if k != "manifest.csv"}
+    again = cli("top", "3", "--export", dest, mode)
+    assert again.exit_code == 0, again.stderr
+    assert "3 already there" in again.stderr
+    after = _listing(dest)
+    assert sorted(after) == sorted([*before, "manifest.csv"])  # no -2 copies, no manifest-2.csv
+    assert {k: v for k, v in after.items() if k != "manifest.csv"} == before  # not even re-written
+    assert squatter.read_bytes() == b"mine"
+    more = cli("top", "5", "--export", dest, mode)
+    assert more.exit_code == 0 and "3 already there" in more.stderr
+    rows = list(csv.DictReader(io.StringIO((dest / "manifest.csv").read_text(encoding="utf-8"))))
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert len([n for n in os.listdir(dest) if not n.startswith("manifest")]) == 1 + 5
+
+
+def test_a_manifest_charm_did_not_write_is_left_alone(cli, scored, tmp_path):
+    dest = tmp_path / "picks"
+    dest.mkdir()
+    (dest / "manifest.csv").write_text("title,notes\nmy own,list\n", encoding="utf-8")
+    assert cli("top", "2", "--export", dest).exit_code == 0
+    assert (dest / "manifest.csv").read_text(encoding="utf-8") == "title,notes\nmy own,list\n"
+    assert (dest / "manifest-2.csv").read_text(encoding="utf-8").startswith("rank,score,source")
+    assert cli("top", "2", "--export", dest).exit_code == 0
+    assert sorted(n for n in os.listdir(dest) if n.startswith("manifest")) == ["manifest-2.csv", "manifest.csv"]
 
 
 def test_export_symlink_and_link(cli, scored, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 from cull_shoot import ALL, BURSTS, SINGLES, STRICT
 
 GROUP_KEYS = {"group", "size", "best", "best_score", "seconds", "time_source", "members"}
-MEMBER_KEYS = {"path", "score", "percentile", "date_taken", "best"}
+MEMBER_KEYS = {"path", "score", "percentile", "date_taken", "taken", "time_source", "best"}
 
 
 def run_json(cli, *args):
@@ -55,7 +55,9 @@ def test_groups_json_shape_time_chains_and_best_frame(cli, shoot):
 
     human = cli("groups", shoot)
     assert human.exit_code == 0 and "★ best" in human.stdout and "a3.jpg" in human.stdout
-    assert "14 photos → 6 groups" in human.stderr
+    assert "14 photos: 3 group(s) of 2 or more frames hold 11 of them" in human.stderr
+    assert "leaves 6" in human.stderr
+    assert [g["group"] for g in groups] == list(range(1, len(groups) + 1))  # numbered as listed
 
 
 def test_similarity_threshold_splits_a_different_scene_and_link_best_agrees(cli, shoot):
@@ -63,11 +65,12 @@ def test_similarity_threshold_splits_a_different_scene_and_link_best_agrees(cli,
     assert sorted(names(m["path"] for m in g["members"]) for g in strict) == sorted(
         [BURSTS["a"], ["b0.jpg", "b1.jpg", "b2.jpg"], BURSTS["m"]]
     )
-    best = run_json(cli, "groups", shoot, *STRICT, "--link", "best")
+    best = run_json(cli, "groups", shoot, *STRICT, "--chain", "best")
     assert [[m["path"] for m in g["members"]] for g in best] == [[m["path"] for m in g["members"]] for g in strict]
     # a tighter time gap breaks the EXIF bursts (frames 1 and 1.2 s apart); the m frames are 0.5 s apart
     assert [g["time_source"] for g in run_json(cli, "groups", shoot, "--gap", "0.9")] == ["mtime"]
-    assert cli("groups", shoot, "--link", "nearest").exit_code == 2
+    assert cli("groups", shoot, "--chain", "nearest").exit_code == 2
+    assert cli("groups", shoot, "--link", "best").exit_code == 2  # --link means hard links, in `top` only
     assert cli("groups", shoot, "--similarity", "1.5").exit_code == 2
 
 
@@ -98,7 +101,7 @@ def test_top_best_of_group_keeps_one_frame_per_burst(cli, shoot):
     assert names(r["path"] for r in run_json(cli, "top", "2", shoot, "--best-of-group")) == names(
         r["path"] for r in loose[:2]
     )
-    table = cli("top", "3", shoot, "--best-of-group", "--group-link", "best")
+    table = cli("top", "3", shoot, "--best-of-group", "--chain", "best")
     assert table.exit_code == 0 and "pct" in table.stdout
 
 

@@ -105,13 +105,19 @@ def test_names_ranks_and_collisions(tmp_path: Path, sources: list[Path]) -> None
     out = tmp_path / "out"
     first = export_files(_items(sources), out, "copy")
     assert [r.path.name for r in first] == ["0001_IMG_0001.JPG", "0002_IMG_0001.JPG", "0003_beach.jpg"]
-    # Exporting again into the same folder never overwrites: -2 names and manifest-2.csv.
+    # Exporting in another mode into the same folder never overwrites: -2 names; charm's own
+    # manifest.csv now describes the latest export.
     (out / "0003_beach-2.jpg").write_bytes(b"someone else's file")
     second = export_files(_items(sources), out, "symlink")
     assert [r.path.name for r in second] == ["0001_IMG_0001-2.JPG", "0002_IMG_0001-2.JPG", "0003_beach-3.jpg"]
+    assert not any(r.kept for r in second)
     assert (out / "0003_beach-2.jpg").read_bytes() == b"someone else's file"
-    assert first.manifest == out / "manifest.csv" and second.manifest == out / "manifest-2.csv"
-    assert len(_manifest_rows(out / "manifest.csv")) == 3  # the first manifest is kept as it was
+    assert first.manifest == out / "manifest.csv" and second.manifest == out / "manifest.csv"
+    assert [r["exported"] for r in _manifest_rows(out / "manifest.csv")] == [r.path.name for r in second]
+    # The same export again keeps every file where it is.
+    third = export_files(_items(sources), out, "symlink")
+    assert [r.path for r in third] == [r.path for r in second] and all(r.kept for r in third)
+    assert not (out / "manifest-2.csv").exists()
     # Without rank prefixes, same-named sources get -2.
     plain = export_files(_items(sources), tmp_path / "plain", "copy", rank_prefix=False)
     assert [r.path.name for r in plain] == ["IMG_0001.JPG", "IMG_0001-2.JPG", "beach.jpg"]

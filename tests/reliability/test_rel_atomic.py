@@ -89,10 +89,11 @@ def test_export_dying_mid_copy_leaves_no_partial_file_and_the_next_export_comple
     names = _exported(out2)
     assert [n[:5] for n in names] == ["0001_"] and _sha(out2 / names[0]) in sources
 
-    again = cli("top", "5", "--export", out2)  # completes; never overwrites what is there
+    again = cli("top", "5", "--export", out2)  # completes; keeps the whole copy already there
     assert again.exit_code == 0, again.stderr
+    assert "1 already there" in again.stderr
     names = _exported(out2)
-    assert len(names) == 6 and all(_sha(out2 / n) in sources for n in names)
+    assert len(names) == 5 and all(_sha(out2 / n) in sources for n in names)
     assert {_sha(out2 / n) for n in names} == set(sources)
 
 

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from rel_helpers import error_lines, jsonl, make_photo
 
-import charmcli.cli as cli_mod
+import charmcli.cli.score as cli_mod
 import charmcli.pipeline as pipeline_mod
 from charmcli.library.scan import display_path
 

@@ -337,7 +337,8 @@ def test_explain_overlay_tints_the_kept_cells(serve, library):
     assert status == 200
     overlay = jpeg(body).convert("RGB")
     assert overlay.size == preview.size
-    score = s.store.latest_score(s.store.photo_by_path(str(library / "DSCN0010.jpg"))["sha256"], "aadb")
+    [score] = [r for r in s.store.scores_for_sha(s.store.photo_by_path(str(library / "DSCN0010.jpg"))["sha256"])
+               if r["model"] == "aadb"]  # fmt: skip
     kept = json.loads(score["kept_cells"])
     assert kept, "the conformance checkpoint keeps some cells"
     from charmcli.cull.explain import cell_boxes

@@ -109,7 +109,8 @@ def test_usage_errors_are_clear(cli, tmp_path, library):
         (["review", str(tmp_path / "nowhere")], "no such file or folder"),
         (["review", str(empty), "--no-browser"], "no photos scored with model aadb under"),
         (["review", "--pick-label", "", "--no-browser"], "--pick-label"),
-        (["review", "--model", "spaq", "--no-browser"], "no photos scored with model spaq"),
+        (["review", "--model", "spaq", "--no-browser"], "No photos scored with model spaq (scored: aadb)"),
+        (["review", "--model", "aadbb", "--no-browser"], "unknown model 'aadbb'"),
         (["review", "--port", "70000"], "--port"),
     ]
     for args, message in cases:

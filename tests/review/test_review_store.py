@@ -7,6 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import sqlite_utils
 from review_lib import ALL
 
 from charmcli.cull.xmp import rating_number, read_sidecar
@@ -16,7 +17,7 @@ from charmcli.store import MIGRATIONS, SCHEMA_VERSION, Store
 def test_a_version_1_database_gains_the_decisions_table_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    MIGRATIONS[0](conn)
+    MIGRATIONS[0].apply(sqlite_utils.Database(conn))
     conn.execute("PRAGMA user_version = 1")
     conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) VALUES ('/p/a.jpg', 1, 2, 'ab', 'x', 'x')")
     conn.close()

@@ -1,29 +1,17 @@
 """``charm groups``, ``charm rate`` and ``charm report``: culling a library that is already scored.
 
-These commands register themselves on :data:`charmcli.cli.app` (``charmcli.cli`` imports this
-module last) and follow its conventions: data on stdout, progress and per-file errors on stderr,
-one-line errors, ``--json`` everywhere, exit 0 / 1 (some file failed) / 2 (could not run).
-
-They are glue only. Which photos: :meth:`Store.iter_ranked` (latest score per content for one
+Glue only. Which photos: :func:`charmcli.selection.select` (latest score per content for one
 model, with its CLS embedding, files that still exist). What to do with them:
 :mod:`charmcli.cull` (groups, ratings, XMP sidecars, the contact sheet). Nothing here loads the
 model or imports torch: culling runs on stored scores and embeddings.
-
-Two kinds of percentile appear, on purpose:
-
-* **library percentile** (``percentile`` in ``top``/``show``/``groups``/``report``): a photo's
-  standing among every photo scored with that model, the "calibrated score" that reads the same
-  for any model (``p95`` = better than 95 % of the library);
-* **selection percentile** (``charm rate``): within the photos being rated (``charm rate
-  shoot/``), because stars express "the best tenth of *this* shoot", which is how people cull.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,44 +19,41 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from charmcli.cli import (
+from charmcli.cli.options import (
+    Chain,
+    ChainOpt,
+    Column,
     DbOpt,
     GapOpt,
     JsonOpt,
-    LinkMode,
-    LinkOpt,
+    PathsArg,
+    RankModelOpt,
     SimilarityOpt,
-    _check_paths,
-    _err,
-    _fmt_score,
-    _out,
-    _resolve_model,
-    app,
+    check_paths,
+    common_folder,
     emit_json,
+    err,
     fail,
+    fmt_pct,
+    fmt_score,
+    folder_title,
     open_db,
+    out,
+    print_table,
+    relative_to,
 )
 from charmcli.cull.groups import (
     DEFAULT_MIN_SIMILARITY,
     Group,
     PhotoRecord,
     adjacent_similarities,
-    find_groups,
-    record_from_row,
     suggest_min_similarity,
 )
-from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS, percentile_rank
+from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS
 from charmcli.library.scan import display_path
-from charmcli.store import Store, TopFilter
-
-CullModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Use this model's scores and embeddings (default: the most used).")
-]
-PathsArg = Annotated[
-    list[Path] | None, typer.Argument(metavar="[PATH...]", help="Only photos under these files/folders.")
-]
+from charmcli.selection import Selection, group_records, library_percentiles, select, unscored_model
+from charmcli.store import Store
 
 
 class SidecarChoice(str, Enum):
@@ -81,131 +66,99 @@ class LayoutChoice(str, Enum):
     groups = "groups"
 
 
-# -- selection: scored photos with embeddings ---------------------------------------------------
-
-
-@dataclass
-class Selection:
-    """Scored photos (latest score of one model), best first, whose files still exist."""
-
-    model: str | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: list[PhotoRecord] = field(default_factory=list)
-    missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
-
-    @property
-    def by_id(self) -> dict[Hashable, dict[str, Any]]:
-        return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
-
-
-def _scored(store: Store, flt: TopFilter) -> Selection:
-    sel = Selection(flt.model)
-    for row in store.iter_ranked(flt, embeddings=True):
-        if not os.path.exists(row["path"]):  # a vanished best frame must not hide its group
-            sel.missing += 1
-            continue
-        sel.rows.append(row)
-        sel.records.append(record_from_row(row))
-    return sel
-
-
 def load_selection(store: Store, model: str | None, paths: Sequence[Path] = ()) -> Selection:
     """The photos a cull command works on; says on stderr when there is nothing to work on."""
-    chosen = _resolve_model(store, model)
-    if chosen is None:
-        _err().print("No scores yet: run `charm score PATH...` first.")
-        return Selection(None)
-    sel = _scored(store, TopFilter(model=chosen, paths=[os.path.abspath(p) for p in paths]))
-    if not sel.rows and model:
-        known = [m for m, _ in store.models_scored()]
-        if chosen not in known:
-            _err().print(f"No photos scored with model {escape(chosen)} (scored: {escape(', '.join(known))}).")
+    problem = unscored_model(store, model)
+    if problem is not None and problem[1]:
+        fail(problem[0])
+    if problem is not None:
+        err().print(escape(problem[0]))
+    sel = select(store, model, [os.path.abspath(p) for p in paths])
+    if sel.model is None:
+        err().print("No scores yet: run `charm score PATH...` first.")
     if sel.missing:
-        _err().print(f"[dim]{sel.missing} scored file(s) no longer exist and were skipped (`charm forget` drops them).[/]")
+        err().print(f"[dim]{sel.missing} scored file(s) no longer exist and were skipped (`charm forget` drops them).[/]")
     return sel
 
 
-def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> list[float | None]:
-    """Each score's mid-rank percentile (0..100) among all photos scored with ``model``."""
-    if not scores:
-        return []
-    values = percentile_rank(np.asarray(scores, dtype=np.float64), reference=store.model_scores(model))
-    return [None if not math.isfinite(v) else round(float(v), 2) for v in values]
-
-
-def group_records(records: Sequence[PhotoRecord], gap: float, similarity: float, link: LinkMode) -> list[Group]:
+def _groups_of(records: Sequence[PhotoRecord], gap: float, similarity: float, chain: Chain) -> list[Group]:
     try:
-        return find_groups(records, max_gap=gap, min_similarity=similarity, link=link.value)
+        return group_records(records, gap, similarity, chain.value)
     except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
         fail(str(exc))
 
 
-def best_of_group_paths(store: Store, flt: TopFilter, gap: float, similarity: float, link: LinkMode) -> set[str]:
-    """Paths of the best frame of every group among the photos ``flt`` selects (for ``top``)."""
-    records = _scored(store, flt).records
-    return {str(g.best.path) for g in group_records(records, gap, similarity, link)}
+def _taken(row: dict[str, Any], record: PhotoRecord | None = None) -> str:
+    """When the photo was taken; the file's time (marked ``file``) when EXIF has none."""
+    taken = (row.get("date_taken") or "")[:19].replace("T", " ")
+    if taken or record is None or record.time_source != "mtime" or record.timestamp is None:
+        return taken
+    from datetime import datetime
 
-
-def _taken(row: dict[str, Any]) -> str:
-    return (row.get("date_taken") or "")[:22].replace("T", " ")
+    return datetime.fromtimestamp(record.timestamp).strftime("%Y-%m-%d %H:%M:%S") + " (file)"
 
 
 # -- charm groups -------------------------------------------------------------------------------
 
 
-@app.command()
 def groups(
     paths: PathsArg = None,
     gap: GapOpt = 3.0,
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
-    link: LinkOpt = LinkMode.previous,
+    chain: ChainOpt = Chain.previous,
     all_: Annotated[bool, typer.Option("--all", help="List single photos too (groups of one).")] = False,
     calibrate: Annotated[
         bool, typer.Option("--calibrate", help="Histogram of similarities of neighbouring frames + a suggested --similarity.")
     ] = False,
-    model: CullModelOpt = None,
+    model: RankModelOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Bursts and near-duplicates: photos close in time and alike to Charm, each group's best frame marked.
 
-    Frames are ordered by capture time (EXIF DateTimeOriginal + sub-seconds, else file mtime); a
-    group goes on while the next frame is at most --gap seconds later and its embedding's cosine
-    similarity is at least --similarity (to the previous frame, or with --link best to the
-    group's best frame so far).
+    Frames are ordered by capture time (EXIF DateTimeOriginal + sub-seconds, else the file's
+    time); a group goes on while the next frame is at most --gap seconds later and its
+    embedding's cosine similarity is at least --similarity (to the previous frame, or with
+    --chain best to the group's best frame so far). Groups are numbered 1, 2, … as listed.
     """
     paths = paths or []
-    _check_paths(paths)
+    check_paths(paths)
     with open_db(db) as store:
         sel = load_selection(store, model, paths)
         pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
+    if sel.model is None:
+        if json_:
+            emit_json({} if calibrate else [])
+        return
     if calibrate:
         _calibrate(sel, gap, similarity, json_)
         return
-    found = group_records(sel.records, gap, similarity, link)
+    found = _groups_of(sel.records, gap, similarity, chain)
     pct = {r.id: p for r, p in zip(sel.records, pcts, strict=True)}
     rows = sel.by_id
     shown = [g for g in found if all_ or g.size > 1]
-    data = [_group_json(g, rows, pct) for g in shown]
+    data = [_group_json(number, g, rows, pct) for number, g in enumerate(shown, 1)]
     if json_:
         emit_json(data)
     else:
-        _print_groups(data, sel.model, gap, similarity, link)
+        _print_groups(data, sel.model, gap, similarity, chain)
     if sel.records:
         multi = [g for g in found if g.size > 1]
         in_multi = sum(g.size for g in multi)
         untimed = sum(r.timestamp is None or r.embedding is None for r in sel.records)
         note = f" ({untimed} without capture time or embedding stay single)" if untimed else ""
-        _err().print(
-            f"{len(sel.records)} photos → {len(found)} groups; {len(multi)} of several frames hold {in_multi} "
-            f"photos, so keeping each group's best leaves {len(found)}{note}."
+        err().print(
+            f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them; "
+            f"keeping each group's best frame and every single photo leaves {len(found)}{note}."
         )
 
 
-def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]], pct: dict[Hashable, float | None]) -> dict[str, Any]:
+def _group_json(
+    number: int, g: Group, rows: dict[Hashable, dict[str, Any]], pct: dict[Hashable, float | None]
+) -> dict[str, Any]:
     seconds = None if g.start is None or g.end is None else round(g.end - g.start, 3)
     return {
-        "group": g.index + 1,
+        "group": number,
         "size": g.size,
         "best": str(g.best.path),
         "best_score": g.best.score,
@@ -217,6 +170,8 @@ def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]], pct: dict[Hashab
                 "score": m.score,
                 "percentile": pct.get(m.id),
                 "date_taken": rows[m.id].get("date_taken"),
+                "taken": _taken(rows[m.id], m),
+                "time_source": m.time_source,
                 "best": m is g.best,
             }
             for m in g.members
@@ -224,21 +179,23 @@ def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]], pct: dict[Hashab
     }
 
 
-def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, similarity: float, link: LinkMode) -> None:
-    title = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · link {link.value}"
-    table = Table(title=title, title_justify="left")
-    for col, justify in (("group", "right"), ("", "left"), ("score", "right"), ("pct", "right"),
-                         ("taken", "left"), ("file", "left")):  # fmt: skip
-        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, similarity: float, chain: Chain) -> None:
+    """At 80 columns: group, best mark, score, percentile, the file under the shared folder; the
+    capture time joins when there is room."""
+    console = out()
+    folder = common_folder([m["path"] for g in data for m in g["members"]])
+    columns = [Column("group", "right"), Column(""), Column("score", "right"), Column("pct", "right"),
+               Column("file", path=True), Column("taken", drop=1, short=10)]  # fmt: skip
+    table: list[list[str] | None] = []
     for g in data:
         span = f" · {g['seconds']:g} s" if g["seconds"] is not None else ""
         for i, m in enumerate(g["members"]):
             head = f"{g['group']} ({g['size']}{span})" if i == 0 and g["size"] > 1 else (str(g["group"]) if i == 0 else "")
-            pct = "" if m["percentile"] is None else f"{m['percentile']:.0f}"
-            table.add_row(head, "[green]★ best[/]" if m["best"] and g["size"] > 1 else "", _fmt_score(m["score"]),
-                          pct, _taken(m), escape(display_path(m["path"])))  # fmt: skip
-        table.add_section()
-    _out().print(table)
+            table.append([head, "[green]★ best[/]" if m["best"] and g["size"] > 1 else "", fmt_score(m["score"]),
+                          fmt_pct(m["percentile"]), relative_to(m["path"], folder), escape(m["taken"])])  # fmt: skip
+        table.append(None)
+    base = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · chain {chain.value}"
+    print_table(console, columns, table[:-1], title=folder_title(base, folder, console.width))
 
 
 def _histogram(sims: np.ndarray, width: float = 0.02, max_bins: int = 25) -> tuple[np.ndarray, np.ndarray]:
@@ -272,8 +229,8 @@ def _calibrate(sel: Selection, gap: float, similarity: float, json_: bool) -> No
     if json_:
         emit_json(data)
         return
-    out = _out()
-    out.print(f"Cosine similarity of neighbouring frames at most {gap:g} s apart: {sims.size} pair(s), model {sel.model}")
+    console = out()
+    console.print(f"Cosine similarity of neighbouring frames at most {gap:g} s apart: {sims.size} pair(s), model {sel.model}")
     peak = max(int(counts.max()) if counts.size else 0, 1)
     for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True):
         marks = []
@@ -282,14 +239,14 @@ def _calibrate(sel: Selection, gap: float, similarity: float, json_: bool) -> No
         if suggested is not None and (a <= suggested < b):
             marks.append("← suggested")
         bar = "█" * round(40 * int(c) / peak)
-        out.print(f"  {a:6.3f}–{b:5.3f} │{bar:<40} {int(c):>5} {' '.join(marks)}")
+        console.print(f"  {a:6.3f}–{b:5.3f} │{bar:<40} {int(c):>5} {' '.join(marks)}")
     if suggested is None:
-        out.print(f"Too few pairs ({sims.size}; 20 needed) or no spread to suggest a threshold; "
+        console.print(f"Too few pairs ({sims.size}; 20 needed) or no spread to suggest a threshold; "
                   f"keep --similarity {similarity:g}.")  # fmt: skip
     else:
-        out.print(f"Suggested --similarity {suggested:.3f} (Otsu threshold between the two modes: burst "
+        console.print(f"Suggested --similarity {suggested:.3f} (Otsu threshold between the two modes: burst "
                   f"neighbours near 1, 'turned to something else' lower).")  # fmt: skip
-    out.print(f"At --similarity {similarity:g}, {linked} of {sims.size} pair(s) would link.")
+    console.print(f"At --similarity {similarity:g}, {linked} of {sims.size} pair(s) would link.")
 
 
 # -- charm rate ---------------------------------------------------------------------------------
@@ -318,7 +275,6 @@ def _stars_text(value: str | int | None) -> str:
     return "★" * n if n else "0"
 
 
-@app.command()
 def rate(
     paths: PathsArg = None,
     stars: Annotated[
@@ -335,8 +291,8 @@ def rate(
     ] = SidecarChoice.ext,
     gap: GapOpt = 3.0,
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
-    link: LinkOpt = LinkMode.previous,
-    model: CullModelOpt = None,
+    chain: ChainOpt = Chain.previous,
+    model: RankModelOpt = None,
     db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")] = False,
     json_: JsonOpt = False,
@@ -352,11 +308,11 @@ def rate(
     cuts = _parse_thresholds(stars)
     label = None if label_best.strip().lower() in ("", "none") else label_best.strip()
     paths = paths or []
-    _check_paths(paths)
+    check_paths(paths)
     with open_db(db) as store:
         sel = load_selection(store, model, paths)
     records = sel.records
-    flags = best_of_group_flags(group_records(records, gap, similarity, link)) if label and records else None
+    flags = best_of_group_flags(_groups_of(records, gap, similarity, chain)) if label and records else None
     plans = plan_ratings({r.id: r.score for r in records}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
                          best_of_group=flags, best_label=label)  # fmt: skip
     by_path = {str(r.path): r for r in records}
@@ -393,26 +349,29 @@ def rate(
         })  # fmt: skip
     elif photos:
         _print_rate(photos, dry_run)
-    err = _err()
+    console = err()
     for p in errors:
-        err.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
+        console.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
     if records:
         verb = "Would write" if dry_run else "Wrote"
-        err.print(
+        console.print(
             f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
             f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
             f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (" · nothing written (--dry-run)" if dry_run else "")
         )
     elif sel.model:
-        err.print("Nothing to rate.")
+        console.print("Nothing to rate.")
     raise typer.Exit(1 if errors else 0)
 
 
 def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
-    table = Table(title="ratings" + (" (dry run: nothing written)" if dry_run else ""), title_justify="left")
-    for col, justify in (("file", "left"), ("score", "right"), ("pct", "right"), ("rating", "left"),
-                         ("label", "left"), ("sidecar", "left")):  # fmt: skip
-        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    """At 80 columns: the file under the shared folder, score, percentile, rating (old → new),
+    label and what happened to the sidecar; the label goes first when narrow."""
+    console = out()
+    folder = common_folder([p["path"] for p in photos])
+    columns = [Column("file", path=True), Column("score", "right", drop=2), Column("pct", "right"),
+               Column("rating"), Column("label", drop=1), Column("sidecar")]  # fmt: skip
+    rows = []
     for p in photos:
         rating = _stars_text(p["new_rating"])
         if p["old_rating"] != p["new_rating"]:
@@ -421,9 +380,10 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
         if p["old_label"] != p["new_label"]:
             label = f"{escape(p['old_label'] or '–')} → {escape(p['new_label'] or '–')}"
         status = f"[red]{p['status']}[/red]" if p["error"] else p["status"]
-        table.add_row(escape(display_path(p["path"])), _fmt_score(p["score"]), f"{p['percentile']:.0f}", rating,
-                      label, status)  # fmt: skip
-    _out().print(table)
+        rows.append([relative_to(p["path"], folder), fmt_score(p["score"]), f"{p['percentile']:.0f}", rating,
+                     label, status])  # fmt: skip
+    base = "ratings" + (" (dry run: nothing written)" if dry_run else "")
+    print_table(console, columns, rows, title=folder_title(base, folder, console.width))
 
 
 # -- charm report -------------------------------------------------------------------------------
@@ -462,7 +422,6 @@ def _sidecar_stars(paths: Sequence[str]) -> dict[str, int]:
     return found
 
 
-@app.command()
 def report(
     paths: PathsArg = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for index.html and thumbs/ (created).")] = None,
@@ -476,8 +435,8 @@ def report(
     title: Annotated[str, typer.Option("--title", help="Page title.")] = "Charm contact sheet",
     gap: GapOpt = 3.0,
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
-    link: LinkOpt = LinkMode.previous,
-    model: CullModelOpt = None,
+    chain: ChainOpt = Chain.previous,
+    model: RankModelOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -493,7 +452,7 @@ def report(
     if out.exists() and not out.is_dir():
         fail(f"--out {display_path(out)} is a file, not a folder")
     paths = paths or []
-    _check_paths(paths)
+    check_paths(paths)
     with open_db(db) as store:
         sel = load_selection(store, model, paths)
         pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
@@ -501,7 +460,7 @@ def report(
     if not sel.records:
         fail("no scored photos to put on the sheet (run `charm score PATH...` first)", 1)
     records = sel.records
-    found = group_records(records, gap, similarity, link)
+    found = _groups_of(records, gap, similarity, chain)
     rows = sel.by_id
     meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "model")} for r in records}
     sidecar = _sidecar_stars([str(r.path) for r in records])
@@ -532,9 +491,9 @@ def report(
         emit_json({"page": str(page), "uri": page.as_uri(), "layout": layout.value, "model": sel.model,
                    "photos": len(chosen), "groups": n_groups, "thumbs": str(page.parent / "thumbs")})  # fmt: skip
     else:
-        _out().print(page.as_uri(), soft_wrap=True)
-    _err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
+        sys.stdout.write(page.as_uri() + "\n")
+    err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
                  f"→ {escape(display_path(page))}")  # fmt: skip
 
 
-__all__ = ["best_of_group_paths", "groups", "library_percentiles", "load_selection", "rate", "report"]
+__all__ = ["groups", "load_selection", "rate", "report"]

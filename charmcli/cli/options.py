@@ -1,0 +1,416 @@
+"""What every command shares: options, argument checks, ``--json`` output and 80-column tables.
+
+Nothing here imports torch. Every check that can turn a command line down runs here, before a
+command imports the model, so a usage error answers at once (exit code 2).
+
+Tables are designed for 80 columns and use more when there is more (:func:`print_table`):
+numbers never wrap, a path keeps its file name whole and loses leading folders first, and
+optional columns go before the path is squeezed below a readable width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from charmcli.library.decode import DEFAULT_MAX_PIXELS
+from charmcli.library.scan import display_path
+from charmcli.pipeline import DEFAULT_MODEL, ScoreOptions
+from charmcli.store import Store, StoreError, default_db_path
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def err() -> Console:
+    """stderr: progress, per-file errors, summaries. Created per call: CliRunner (and pytest's
+    capsys) swap ``sys.stderr`` between invocations."""
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def out() -> Console:
+    """stdout: the data (tables, ``--json``, ``--csv``)."""
+    return Console(file=sys.stdout, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``charm: error: <one line>`` on stderr and exit (2: the command cannot run as asked)."""
+    line = " ".join(str(message).split())
+    err().print(f"[red]charm: error:[/red] {escape(line)}")
+    raise typer.Exit(code)
+
+
+def emit_json(data: Any) -> None:
+    try:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    except UnicodeEncodeError:  # a non-UTF-8 file name (or a non-UTF-8 terminal): \uXXXX escapes
+        sys.stdout.write(json.dumps(data, ensure_ascii=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def write_raw(text: str) -> None:
+    """Write text whose paths may hold undecodable bytes: those go out exactly as on disk."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "utf-8", "surrogateescape"))
+    sys.stdout.flush()
+
+
+def fmt_score(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
+# -- the database and paths ---------------------------------------------------------------------
+
+
+@contextmanager
+def open_db(db: Path | None) -> Iterator[Store]:
+    try:
+        store = Store(db if db is not None else default_db_path())
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def check_paths(paths: Sequence[Path], *, files_only: bool = False) -> None:
+    for path in paths:
+        if not os.path.lexists(path):
+            fail(f"no such file or folder: {display_path(path)}")
+        if files_only and os.path.isdir(path):
+            fail(f"{display_path(path)} is a folder; this command takes image files")
+
+
+# -- options ------------------------------------------------------------------------------------
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", envvar="CHARM_DB", help="Score database (default: user data dir charm/charm.db)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help=f"Charm model / training set (default {DEFAULT_MODEL}); see `charm models`."),
+]
+RankModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Use this model's scores (default: the most used).")
+]
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", envvar="CHARM_CHECKPOINT",
+                 help="Local checkpoint (.pth or .safetensors) instead of the hub."),
+]  # fmt: skip
+PosEmbedOpt = Annotated[
+    Path | None,
+    typer.Option("--pos-embed", envvar="CHARM_POS_EMBED",
+                 help="Local position table (dino_small_pos.pt or dino_large.pt) for --checkpoint."),
+]  # fmt: skip
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
+ExactOpt = Annotated[
+    bool,
+    typer.Option("--exact", help="Official preprocessing exactly: no EXIF rotation, no downscale."),
+]
+MaxSideOpt = Annotated[
+    int, typer.Option("--max-side", min=0, help="Cap the long side before scoring (0 = native resolution).")
+]
+MaxPixelsOpt = Annotated[
+    int, typer.Option("--max-pixels", min=0, help="Refuse larger images before decoding (0 = no limit).")
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: up to 4).")]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size", min=1, help="Images per network call (default: 1 on CPU; on CUDA, from free memory, up to 128)."
+    ),
+]
+PathsArg = Annotated[
+    list[Path] | None, typer.Argument(metavar="[PATH...]", help="Only photos under these files/folders.")
+]
+
+
+class Chain(str, Enum):
+    """How frames chain into a burst (``--chain``): with the previous frame or the group's best."""
+
+    previous = "previous"
+    best = "best"
+
+
+# Grouping options shared by `top --best-of-group` and the cull commands. `--link` means one thing
+# only, hard links (`top --export --link`); how frames chain is `--chain`.
+GapOpt = Annotated[float, typer.Option("--gap", min=0, help="Bursts: max seconds between consecutive frames.")]
+SimilarityOpt = Annotated[
+    float,
+    typer.Option("--similarity", min=-1, max=1,
+                 help="Bursts: min cosine similarity of Charm embeddings (see `charm groups --calibrate`)."),
+]  # fmt: skip
+ChainOpt = Annotated[
+    Chain,
+    typer.Option("--chain", help="Bursts: compare a frame with the previous frame or with the group's best so far."),
+]
+
+
+# -- checks that must run before torch is imported ---------------------------------------------
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Where a GPU driver shows itself on Linux: NVIDIA, AMD ROCm (torch calls it "cuda" too), WSL.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``--device`` cannot work here, if that is knowable without importing torch."""
+    if not _DEVICE_RE.match(device):
+        return f"invalid --device {device!r}; use auto, cpu or cuda[:N]"
+    if device.startswith("cuda"):
+        if sys.platform == "darwin":
+            return "--device cuda: macOS has no CUDA; use --device mps or cpu"
+        if sys.platform.startswith("linux") and not any(os.path.exists(p) for p in _GPU_NODES):
+            return f"--device {device}: this machine has no GPU driver (no CUDA device); use --device cpu"
+    if device == "mps" and sys.platform != "darwin":
+        return "--device mps needs a Mac with Apple silicon; use --device cpu"
+    return None
+
+
+def model_problem(model: str | None) -> str | None:
+    """Why ``--model`` names no published Charm model (``None`` if it does)."""
+    if model is None:
+        return None
+    from charmcli.model.registry import MODEL_NAMES  # torch-free
+
+    if model.lower() not in MODEL_NAMES:
+        return f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)} (see `charm models`)"
+    return None
+
+
+def score_options(
+    model: str | None,
+    checkpoint: Path | None,
+    pos_embed: Path | None,
+    device: str,
+    *,
+    exact: bool = False,
+    max_side: int = 1024,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    rescore: bool = False,
+    retry_failed: bool = False,
+    workers: int | None = None,
+    batch_size: int | None = None,
+) -> ScoreOptions:
+    """Validate the model options (exit 2 with one line) and bundle them for the pipeline."""
+    from charmcli.model.files import weights_format  # torch-free
+
+    problem = device_problem(device) or model_problem(model)
+    if problem:
+        fail(problem)
+    if pos_embed is not None and checkpoint is None:
+        fail("--pos-embed needs --checkpoint (hub models bring their own position table; CHARM_POS_EMBED too)")
+    for label, path in (("--checkpoint", checkpoint), ("--pos-embed", pos_embed)):
+        if path is None:
+            continue
+        if not path.is_file():
+            fail(f"{label} {display_path(path)}: no such file")
+        if weights_format(path) is None:
+            fail(f"{label} {display_path(path)}: not a PyTorch (.pth) or safetensors file")
+    options = ScoreOptions(
+        model=(model or DEFAULT_MODEL).lower(),
+        model_given=model is not None,
+        checkpoint=checkpoint,
+        pos_embed=pos_embed,
+        device=device,
+        exact=exact,
+        max_side=max_side,
+        max_pixels=max_pixels,
+        rescore=rescore,
+        retry_failed=retry_failed,
+        batch_size=batch_size,
+    )
+    if workers is not None:
+        options.workers = workers
+    return options
+
+
+def loading_status(what: str) -> contextlib.AbstractContextManager:
+    """A spinner on stderr while the model loads (a terminal only: logs stay clean)."""
+    console = err()
+    return console.status(f"loading {what}…") if console.is_terminal else contextlib.nullcontext()
+
+
+def check_date_option(label: str, value: str | None) -> None:
+    from charmcli.store import check_date
+
+    if value is not None:
+        try:
+            check_date(value)
+        except ValueError as exc:
+            fail(f"{label}: {exc}")
+
+
+# -- tables for 80 columns ----------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    """One column of :func:`print_table`.
+
+    ``drop``: 0 = always shown; columns with higher values go first when the terminal is narrow.
+    ``path``: the column holds raw paths (shortened to fit, then escaped); at most one per table.
+    ``wrap``: free text that may wrap (an error message); it counts at most ``wrap`` cells wide.
+    ``short``: when narrow, cells are cut to this many cells (a date without its time) before
+    any column is dropped.
+    """
+
+    header: str
+    justify: str = "left"
+    drop: int = 0
+    path: bool = False
+    wrap: int = 0
+    short: int = 0
+
+
+MIN_PATH = 28  #: a path column narrower than this drops optional columns first
+
+
+def fit_path(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` cells: the file name whole, leading folders replaced by ``…``.
+
+    A name that alone is too long keeps its start and its extension (``IMG_20240…_0001.jpg``).
+    """
+    if cell_len(text) <= limit:
+        return text
+    head, _sep, name = text.rpartition(os.sep)
+    if cell_len(name) + 2 > limit:
+        stem, ext = os.path.splitext(name)
+        keep = max(1, limit - cell_len(ext) - 1)
+        return stem[:keep] + "…" + ext
+    shown = name
+    for part in reversed(head.split(os.sep)):
+        candidate = part + os.sep + shown
+        if cell_len(candidate) + 2 > limit:
+            break
+        shown = candidate
+    return "…" + os.sep + shown
+
+
+def common_folder(paths: Sequence[str]) -> str | None:
+    """The deepest folder holding every path (``None`` for one file, none, or only ``/``)."""
+    if len(paths) < 2:
+        return None
+    try:
+        folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # mixed drives or relative/absolute
+        return None
+    return folder if folder and folder != os.path.dirname(folder) else None
+
+
+def relative_to(path: str, folder: str | None) -> str:
+    return os.path.relpath(path, folder) if folder else path
+
+
+def new_table(title: str | None = None) -> Table:
+    """The house style: a header rule, no frame, one space between columns."""
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+        title_style="bold", header_style="bold", padding=(0, 1),
+    )  # fmt: skip
+
+
+def _cell_width(cell: str, column: Column) -> int:
+    if column.path:
+        return cell_len(display_path(cell))
+    width = Text.from_markup(cell).cell_len
+    return min(width, column.wrap) if column.wrap else width
+
+
+def print_table(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str] | None],
+    *,
+    title: str | None = None,
+) -> None:
+    """Print rows (``None`` = a section break) fitted to ``console.width``; see :class:`Column`."""
+    active = list(range(len(columns)))
+    natural = [
+        max([cell_len(c.header)] + [_cell_width(r[i], c) for r in rows if r is not None]) for i, c in enumerate(columns)
+    ]
+    path_col = next((i for i, c in enumerate(columns) if c.path), None)
+
+    def budget() -> int:
+        fixed = sum(natural[i] for i in active if i != path_col)
+        return console.width - fixed - 3 * (len(active) - 1)  # a space and two paddings between
+
+    cut: dict[int, int] = {}
+    while path_col is not None and budget() < min(natural[path_col], MIN_PATH):
+        shorter = [i for i in active if columns[i].short and natural[i] > columns[i].short]
+        if shorter:
+            i = shorter[0]
+            cut[i] = natural[i] = max(columns[i].short, cell_len(columns[i].header))
+            continue
+        optional = [i for i in active if columns[i].drop]
+        if not optional:
+            break
+        active.remove(max(optional, key=lambda i: columns[i].drop))
+    if path_col is not None:  # free text gives way (down to 16 cells) before a file name is cut
+        names = [cell_len(os.path.basename(display_path(r[path_col]))) for r in rows if r is not None]
+        need = min(natural[path_col], max([MIN_PATH] + [n + 2 for n in names]))
+        for i in active:
+            if columns[i].wrap and budget() < need:
+                natural[i] = max(min(16, natural[i]), natural[i] - (need - budget()))
+    limit = max(12, budget()) if path_col is not None else 0
+    for line in (title or "").splitlines():
+        console.print(Text.from_markup(line), no_wrap=True, overflow="ellipsis")
+    table = new_table()
+    for i in active:
+        c = columns[i]
+        table.add_column(
+            c.header, justify=c.justify, no_wrap=not c.wrap, overflow="fold" if c.wrap else "ellipsis",  # type: ignore[arg-type]
+            min_width=min(natural[i], limit) if c.path else None,
+        )  # fmt: skip
+    for r in rows:
+        if r is None:
+            table.add_section()
+            continue
+        cells = []
+        for i in active:
+            cell = r[i]
+            if columns[i].path:
+                cell = escape(fit_path(display_path(cell), limit))
+            elif i in cut:
+                cell = Text.from_markup(cell)[: cut[i]].markup
+            cells.append(cell)
+        table.add_row(*cells)
+    console.print(table)
+
+
+def folder_title(base: str, folder: str | None, width: int) -> str:
+    """``base`` plus `` · in FOLDER/`` (shortened to fit one line) when rows share a folder."""
+    if not folder:
+        return escape(base)
+    shown = display_path(folder) + os.sep
+    room = width - cell_len(base) - 6
+    if room >= min(cell_len(shown), 24):
+        return f"{escape(base)} · in {escape(fit_path(shown, room))}"
+    return f"{escape(base)}\nin {escape(fit_path(shown, width - 3))}"  # a line of its own

@@ -1,0 +1,474 @@
+"""``charm top``, ``charm show``, ``charm stats`` and ``charm forget``: reading what is scored.
+
+Only ``show --explain`` on a photo not scored yet runs the model (through
+:func:`charmcli.cli.score.score_files`); everything else reads the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.cells import cell_len
+from rich.console import Console
+from rich.markup import escape
+
+from charmcli.cli.options import (
+    Chain,
+    CheckpointOpt,
+    Column,
+    DbOpt,
+    DeviceOpt,
+    ExactOpt,
+    GapOpt,
+    JsonOpt,
+    MaxPixelsOpt,
+    MaxSideOpt,
+    PathsArg,
+    PosEmbedOpt,
+    RankModelOpt,
+    check_date_option,
+    check_paths,
+    common_folder,
+    emit_json,
+    err,
+    fail,
+    fit_path,
+    fmt_pct,
+    fmt_score,
+    folder_title,
+    open_db,
+    out,
+    print_table,
+    relative_to,
+    score_options,
+    write_raw,
+)
+from charmcli.cli.options import SimilarityOpt as _SimilarityOpt
+from charmcli.cli.score import score_files
+from charmcli.library.decode import DEFAULT_MAX_PIXELS
+from charmcli.library.scan import display_path
+from charmcli.selection import best_of_group_paths, library_percentiles, resolve_model, unscored_model
+from charmcli.store import TopFilter
+
+TOP_FIELDS = (
+    "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label",
+)  # fmt: skip
+
+
+def _camera(make: str | None, model: str | None) -> str | None:
+    from charmcli.cull.report import camera_name
+
+    return camera_name(make, model)
+
+
+# -- charm top ----------------------------------------------------------------------------------
+
+
+def top(
+    n: Annotated[int, typer.Argument(min=1, help="How many photos.")] = 20,
+    paths: PathsArg = None,
+    model: RankModelOpt = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Only scores >= this.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Taken on/after (YYYY[-MM[-DD]]).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Taken on/before (YYYY[-MM[-DD]]), inclusive.")] = None,
+    camera: Annotated[str | None, typer.Option("--camera", help="Camera make/model contains this.")] = None,
+    lens: Annotated[str | None, typer.Option("--lens", help="Lens contains this.")] = None,
+    folder: Annotated[str | None, typer.Option("--folder", help="Parent folder path contains this.")] = None,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Put the photos in this folder (+ manifest.csv).")] = None,
+    copy: Annotated[bool, typer.Option("--copy", help="Export by copying (default; keeps timestamps).")] = False,
+    link: Annotated[bool, typer.Option("--link", help="Export as hard links.")] = False,
+    symlink: Annotated[bool, typer.Option("--symlink", help="Export as symbolic links.")] = False,
+    best_of_group: Annotated[
+        bool, typer.Option("--best-of-group", help="Only the best frame of each burst (see `charm groups`).")
+    ] = False,
+    gap: GapOpt = 3.0,
+    similarity: _SimilarityOpt = 0.90,
+    chain: Annotated[
+        Chain, typer.Option("--chain", help="Bursts: compare with the previous frame or the group's best.")
+    ] = Chain.previous,
+) -> None:
+    """The N best photos, best first; filters narrow the field, --export copies or links them.
+
+    Exporting the same photos into the same folder again keeps the files already there (same
+    content, same name) and rewrites manifest.csv: nothing is doubled.
+    """
+    if json_ and csv_:
+        fail("--json and --csv are exclusive")
+    if copy + link + symlink > 1:
+        fail("choose one of --copy, --link, --symlink")
+    if (copy or link or symlink) and export is None:
+        fail("--copy/--link/--symlink need --export DIR")
+    check_date_option("--since", since)
+    check_date_option("--until", until)
+    paths = paths or []
+    check_paths(paths)
+    console = err()
+    with open_db(db) as store:
+        problem = unscored_model(store, model)
+        if problem is not None and problem[1]:
+            fail(problem[0])
+        chosen = resolve_model(store, model)
+        if problem is not None:
+            console.print(escape(problem[0]))
+        rows: list[dict[str, Any]] = []
+        missing = 0
+        if chosen is None:
+            console.print("No scores yet: run `charm score PATH...` first.")
+        else:
+            flt = TopFilter(
+                model=chosen, min_score=min_score, since=since, until=until, camera=camera, lens=lens,
+                folder=folder, paths=[os.path.abspath(p) for p in paths],
+            )  # fmt: skip
+            keep = None
+            if best_of_group:
+                try:
+                    keep = best_of_group_paths(store, flt, gap, similarity, chain.value)
+                except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
+                    fail(str(exc))
+            for row in store.iter_ranked(flt):
+                if keep is not None and row["path"] not in keep:
+                    continue
+                if not os.path.exists(row["path"]):
+                    missing += 1  # moved or deleted since it was scored; `charm forget` tidies up
+                    continue
+                rows.append(_top_record(len(rows) + 1, row))
+                if len(rows) >= n:
+                    break
+            if rows:  # "calibrated score": standing among every photo scored with this model
+                for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
+                    r["percentile"] = pct
+                decided = store.decisions_for([r["path"] for r in rows])  # issue 14: review/rate decisions
+                for r in rows:
+                    made = decided.get(r["path"], {})
+                    r["rating"], r["label"] = made.get("rating"), made.get("label")
+    if json_:
+        emit_json(rows)
+    elif csv_:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(TOP_FIELDS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_raw(buf.getvalue())
+    elif chosen is not None:
+        _print_top(rows, chosen)
+    if missing:
+        console.print(f"[dim]{missing} scored file(s) no longer exist and were skipped (`charm forget` drops them).[/]")
+    code = 0
+    if export is not None:
+        mode = "link" if link else "symlink" if symlink else "copy"
+        code = _export(rows, export, mode, console)
+    raise typer.Exit(code)
+
+
+def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "score": row["score"],
+        "percentile": None,
+        "path": row["path"],
+        "model": row["charm_model"],
+        "date_taken": row["date_taken"],
+        "camera": _camera(row["make"], row["model"]),
+        "make": row["make"],
+        "camera_model": row["model"],
+        "lens": row["lens"],
+        "width": row["width"],
+        "height": row["height"],
+        "sha256": row["sha256"],
+        "checkpoint_id": row["checkpoint_id"],
+        "preprocess": row["preprocess"],
+        "rating": None,
+        "label": None,
+    }
+
+
+def _rated(rating: int | None) -> str:
+    """A decision from `charm review`/`rate`: 1..5, ✕ rejected, blank when none."""
+    return "" if rating is None else "✕" if rating < 0 else str(rating)
+
+
+def _print_top(rows: list[dict[str, Any]], model: str) -> None:
+    """At 80 columns: rank, score, percentile, the path under the folder they share, the date;
+    the camera and the time of day join when there is room."""
+    console = out()
+    folder = common_folder([r["path"] for r in rows])
+    columns = [Column("#", "right"), Column("score", "right"), Column("pct", "right"), Column("★", "right", drop=1),
+               Column("file", path=True), Column("taken", drop=1, short=10), Column("camera", drop=2)]  # fmt: skip
+    table = [
+        [str(r["rank"]), fmt_score(r["score"]), fmt_pct(r["percentile"]), _rated(r["rating"]),
+         relative_to(r["path"], folder), (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
+        for r in rows
+    ]  # fmt: skip
+    title = folder_title(f"top {len(rows)} · model {model}", folder, console.width)
+    print_table(console, columns, table, title=title)
+
+
+def _export(rows: list[dict[str, Any]], dest: Path, mode: str, console: Console) -> int:
+    from charmcli.library.export import ExportError, ExportItem, export_files
+
+    items = [
+        ExportItem(
+            Path(r["path"]), r["rank"], r["score"],
+            {"model": r["model"], "date_taken": r["date_taken"], "camera": r["camera"], "sha256": r["sha256"]},
+        )
+        for r in rows
+    ]  # fmt: skip
+    try:
+        results = export_files(items, dest, mode)  # type: ignore[arg-type]
+    except ExportError as exc:
+        fail(str(exc))
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        console.print(f"[red]error[/red] {escape(display_path(r.item.source))}: {escape(r.error or '')}")
+    kept = sum(r.kept for r in results)
+    again = f", {kept} already there" if kept else ""
+    manifest = f" · manifest {escape(display_path(results.manifest))}" if results.manifest else ""
+    console.print(
+        f"Exported {len(results) - len(failed)} of {len(results)} ({mode}{again}) to "
+        f"{escape(display_path(dest))}{manifest}"
+    )
+    return 1 if failed else 0
+
+
+# -- charm show ---------------------------------------------------------------------------------
+
+
+def show(
+    file: Annotated[Path, typer.Argument(help="A photo.", show_default=False)],
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+    explain: Annotated[
+        Path | None,
+        typer.Option("--explain", help="Write a PNG with the kept 28-px cells drawn over the photo (scores it first if needed)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model whose cells --explain draws (and scores with).")
+    ] = None,
+    checkpoint: CheckpointOpt = None,
+    pos_embed: PosEmbedOpt = None,
+    device: DeviceOpt = "auto",
+    exact: ExactOpt = False,
+    max_side: MaxSideOpt = 1024,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Everything known about one photo: scores per model, EXIF, the cells Charm kept at full resolution.
+
+    With --explain, a photo that has no score for the model yet is scored first (the model
+    options are those of `charm compare`).
+    """
+    check_paths([file], files_only=True)
+    path = os.path.abspath(file)
+    options = None
+    if explain is not None:
+        options = score_options(model, checkpoint, pos_embed, device, exact=exact, max_side=max_side,
+                                max_pixels=max_pixels, retry_failed=True)  # fmt: skip
+    with open_db(db) as store:
+        if (  # never write a picture over a photo
+            explain is not None
+            and os.path.exists(explain)
+            and (os.path.samefile(explain, path) or store.photo_by_path(os.path.abspath(explain)) is not None)
+        ):
+            fail(f"--explain {display_path(explain)} is a photo; choose a new file name for the PNG")
+        info = _photo_info(store, path)
+        wanted = model.lower() if model else None
+        if options is not None and not any(wanted in (None, s["model"]) and s["input_size"] for s in info["scores"]):
+            events, _name, _ckpt = score_files(store, options, [Path(path)])
+            if events[0].status == "error":
+                fail(f"{display_path(path)}: {events[0].error}", 1)
+            info = _photo_info(store, path)
+    if explain is not None:
+        _write_explain(path, info["scores"], model, explain)
+    if json_:
+        emit_json(info)
+    else:
+        _print_show(info)
+    raise typer.Exit(0 if info["known"] else 1)
+
+
+def _photo_info(store, path: str) -> dict[str, Any]:
+    """What the database knows about the file at ``path`` (by path, else by content)."""
+    from charmcli.library.decode import read_bytes
+
+    photo = store.photo_by_path(path)
+    st = os.stat(path)
+    stale = photo is not None and (photo["size"], photo["mtime_ns"]) != (st.st_size, st.st_mtime_ns)
+    sha = photo["sha256"] if photo is not None and not stale else None
+    if sha is None:  # unknown path or changed file: the content may still be known
+        try:
+            sha = hashlib.sha256(read_bytes(path)).hexdigest()
+        except Exception as exc:  # DecodeError: unreadable
+            fail(f"{display_path(path)}: {exc}", 1)
+        photo = store.photo_by_sha(sha) or photo
+    scores = [_score_record(r) for r in store.scores_for_sha(sha)]
+    for s in scores:  # standing among every photo scored with that model
+        s["percentile"] = library_percentiles(store, s["model"], [s["score"]])[0]
+    failure = store.failure_for(path)
+    return {
+        "path": path,
+        "sha256": sha,
+        "known": bool(scores) or photo is not None,
+        "photo": {k: v for k, v in (photo or {}).items() if k not in ("id", "path", "sha256")} or None,
+        "scores": scores,
+        "failure": failure and {k: failure[k] for k in ("reason", "kind", "failed_at")},
+    }
+
+
+def _score_record(row: dict[str, Any]) -> dict[str, Any]:
+    from charmcli.model.registry import MODELS, head_of
+
+    return {
+        "model": row["model"],
+        "head": head_of(row["checkpoint_id"], MODELS.get(row["model"])),
+        "score": row["score"],
+        "outputs": json.loads(row["outputs"]),
+        "checkpoint_id": row["checkpoint_id"],
+        "preprocess": row["preprocess"],
+        "n_tokens": row["n_tokens"],
+        "input_size": [row["input_width"], row["input_height"]] if row["input_width"] else None,
+        "token_path": row["token_path"],
+        "cell_size": row["cell_size"],
+        "kept_cells": json.loads(row["kept_cells"]),
+        "scored_at": row["scored_at"],
+        "seconds": row["seconds"],
+    }
+
+
+def _cell_map(record: dict[str, Any], max_cols: int) -> str | None:
+    """A text map of the kept cells ('█' kept, '·' downsampled), if it fits the terminal."""
+    size, cell = record.get("input_size"), record.get("cell_size") or 28
+    if not size or not record["kept_cells"]:
+        return None
+    cols, rows = -(-size[0] // cell), -(-size[1] // cell)
+    if cols > max_cols or rows > 48:
+        return None
+    kept = {tuple(c) for c in record["kept_cells"]}
+    return "\n".join("".join("█" if (r, c) in kept else "·" for c in range(cols)) for r in range(rows))
+
+
+_FACTS = ("width", "height", "format", "size", "date_taken", "make", "model", "lens", "focal_length",
+          "f_number", "exposure_time", "iso", "orientation", "first_seen", "last_seen")  # fmt: skip
+
+
+def _print_show(info: dict[str, Any]) -> None:
+    """Facts as ``key value`` lines, then each score on two lines that fit 80 columns:
+    model, score, percentile and when; then checkpoint, decode policy, input and kept cells."""
+    console = out()
+    console.print(f"[bold]{escape(fit_path(display_path(info['path']), console.width))}[/bold]")
+    console.print(f"sha256 {info['sha256']}", soft_wrap=True)
+    photo = info["photo"] or {}
+    for key in _FACTS:
+        if photo.get(key) is not None:
+            label = "camera model" if key == "model" else key
+            console.print(f"[dim]{label:<13}[/dim] {escape(str(photo[key]))}", soft_wrap=True)
+    if info["failure"]:
+        console.print(f"[red]failed[/red] {escape(info['failure']['reason'])} ({info['failure']['failed_at']})")
+    if not info["scores"]:
+        console.print("Not scored yet: run `charm score` on it (or `charm show --explain OUT.png`).")
+        return
+    console.print("[bold]scores[/bold]")
+    for s in info["scores"]:
+        size = f"{s['input_size'][0]}x{s['input_size'][1]}" if s["input_size"] else "?"
+        pct = "" if s.get("percentile") is None else f"  pct {s['percentile']:.0f}"
+        console.print(f"  {escape(s['model']):<9} {fmt_score(s['score'])}{pct}  scored {s['scored_at'][:19].replace('T', ' ')}")
+        how = f"checkpoint {s['checkpoint_id'][:12]} · {s['preprocess']}"
+        what = f"input {size}, {s['n_tokens']} tokens · {len(s['kept_cells'])} kept cells ({s['token_path']})"
+        indent = " " * 12
+        if cell_len(indent + how + " · " + what) <= console.width:
+            console.print(escape(f"{indent}{how} · {what}"))
+        else:
+            console.print(escape(f"{indent}{how}\n{indent}{what}"))
+        if s.get("head"):
+            console.print(f"{indent}head {escape(s['head'])}")
+    for s in info["scores"]:
+        grid = _cell_map(s, max_cols=min(64, console.width))
+        if grid:
+            console.print(f"kept 28-px cells, model {s['model']} ({s['preprocess']}): █ full resolution, · downsampled")
+            console.print(grid)
+            break
+
+
+def _write_explain(path: str, scores: list[dict[str, Any]], model: str | None, dest: Path) -> None:
+    from charmcli.cull.explain import draw_kept_cells
+    from charmcli.library.atomic import atomic_write_bytes
+    from charmcli.library.decode import DecodeError, load_image
+
+    chosen = [s for s in scores if (model is None or s["model"] == model.lower()) and s["input_size"]]
+    if not chosen:
+        fail("no score with kept cells to explain" + (f" for model {model}" if model else ""), 1)
+    s = chosen[0]
+    try:
+        decoded = load_image(path, exact=s["preprocess"] == "exact", max_side=1600)
+    except DecodeError as exc:
+        fail(f"{display_path(path)}: {exc}", 1)
+    image = draw_kept_cells(decoded.image, [tuple(c) for c in s["kept_cells"]], s["cell_size"] or 28, tuple(s["input_size"]))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    try:
+        atomic_write_bytes(dest, buf.getvalue())
+    except OSError as exc:
+        fail(f"cannot write {display_path(dest)}: {exc.strerror or exc}")
+    err().print(f"Wrote {escape(display_path(dest))}")
+
+
+# -- charm stats / forget -----------------------------------------------------------------------
+
+
+def stats(db: DbOpt = None, json_: JsonOpt = False) -> None:
+    """What the database holds: photos, scores per model, failures."""
+    with open_db(db) as store:
+        data = store.stats()
+    if json_:
+        emit_json(data)
+        return
+    console = out()
+    console.print(f"database {escape(fit_path(display_path(data['db']), console.width - 20))} (schema {data['schema_version']})")
+    console.print(f"{data['photos']} photos ({data['unique_content']} distinct contents), {data['scores']} scores")
+    if data["models"]:
+        columns = [Column("model"), Column("photos", "right"), Column("mean", "right"), Column("min", "right"),
+                   Column("max", "right"), Column("ckpts", "right"), Column("last scored")]  # fmt: skip
+        rows = [
+            [escape(m["model"]), str(m["photos"]), fmt_score(m["mean_score"]), fmt_score(m["min_score"]),
+             fmt_score(m["max_score"]), str(m["checkpoints"]), (m["last_scored"] or "")[:16].replace("T", " ")]
+            for m in data["models"]
+        ]  # fmt: skip
+        print_table(console, columns, rows, title="per model")
+    if data["failures"]:
+        folder = common_folder([f["path"] for f in data["failures"]])
+        rows = [[relative_to(f["path"], folder), escape(f["reason"])] for f in data["failures"]]
+        title = folder_title(f"{len(data['failures'])} failed", folder, console.width)
+        print_table(console, [Column("file", path=True), Column("reason", wrap=36)], rows, title=title)
+
+
+def forget(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(metavar="[PATH...]", help="Only rows under these folders.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List what would go; change nothing.")] = False,
+    db: DbOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Drop rows of files that no longer exist. Scores stay (content-keyed) for reuse if they return."""
+    under = [os.path.abspath(p) for p in paths or []]
+    with open_db(db) as store:
+        photos, failures = store.stale_rows(under)
+        if not dry_run:
+            store.forget(photos, failures)
+    if json_:
+        emit_json({"dry_run": dry_run, "photos": photos, "failures": failures})
+        return
+    console = err()
+    for p in photos + failures:
+        console.print(f"{'would forget' if dry_run else 'forgot'} {escape(display_path(p))}")
+    verb = "Would forget" if dry_run else "Forgot"
+    console.print(f"{verb} {len(photos)} photo(s) and {len(failures)} failure(s)")

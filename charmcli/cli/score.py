@@ -1,0 +1,267 @@
+"""``charm score`` and ``charm compare``: the commands that run the model.
+
+Both validate every option first (:func:`~charmcli.cli.options.score_options`), then drive a
+:class:`~charmcli.pipeline.Pipeline`, which imports torch only when a file really needs the
+network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from charmcli.cli.options import (
+    BatchOpt,
+    CheckpointOpt,
+    Column,
+    DbOpt,
+    DeviceOpt,
+    ExactOpt,
+    JsonOpt,
+    MaxPixelsOpt,
+    MaxSideOpt,
+    ModelOpt,
+    PosEmbedOpt,
+    WorkersOpt,
+    check_paths,
+    emit_json,
+    err,
+    fail,
+    fmt_score,
+    loading_status,
+    new_table,
+    open_db,
+    out,
+    print_table,
+    score_options,
+)
+from charmcli.library.decode import DEFAULT_MAX_PIXELS
+from charmcli.library.scan import display_path
+from charmcli.pipeline import FatalError, FileEvent, Pipeline, Profile, scan
+
+
+def score(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Photo files and/or folders.", show_default=False)],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    pos_embed: PosEmbedOpt = None,
+    device: DeviceOpt = "auto",
+    db: DbOpt = None,
+    rescore: Annotated[bool, typer.Option("--rescore", help="Score again even if cached.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Retry files that failed before and did not change.")
+    ] = False,
+    exact: ExactOpt = False,
+    max_side: MaxSideOpt = 1024,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    workers: WorkersOpt = None,
+    batch_size: BatchOpt = None,
+    json_: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
+    profile: Annotated[bool, typer.Option("--profile", help="Print time spent per stage.")] = False,
+) -> None:
+    """Score every photo under PATH... (cached scores are reused; only new or changed files are read).
+
+    Exit codes: 0 every photo is scored (files that failed in an earlier run and did not change
+    are summarised in one line, see `charm stats`); 1 a file failed in this run; 2 the command
+    could not run as asked; 130 interrupted.
+    """
+    check_paths(paths)
+    options = score_options(
+        model, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
+        rescore=rescore, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
+    )  # fmt: skip
+    console = err()
+    prof = Profile()
+    with open_db(db) as store:
+        items = scan(paths, prof)
+        pipeline = Pipeline(store, options, profile=prof, notify=lambda line: console.print(line))
+        try:
+            code = _run_score(pipeline, items, console=console, json_=json_, quiet=quiet)
+        except FatalError as exc:
+            fail(str(exc))
+        if profile:
+            _print_profile(console, prof)
+    raise typer.Exit(code)
+
+
+def _run_score(pipeline: Pipeline, items: list, *, console: Console, json_: bool, quiet: bool) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    show_progress = not quiet and console.is_terminal
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not show_progress,
+    )
+    pipeline.notify = lambda line: progress.console.print(line)
+    events = pipeline.run(items)
+    model_name: str | None = None
+    task = progress.add_task(_doing(items, 0), total=len(items), rate="")
+
+    @contextlib.contextmanager
+    def loading(what: str):
+        progress.update(task, description=f"loading {what}")
+        try:
+            yield
+        finally:
+            progress.update(task, description=_doing(items, pipeline.summary.total))
+
+    pipeline.model.loading = loading
+    try:
+        with progress:
+            for event in events:
+                model_name = model_name or pipeline.model.name
+                _render_event(progress.console, event, model_name, json_=json_)
+                done = pipeline.summary.total
+                elapsed = progress.tasks[task].elapsed or 0.0
+                rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
+                progress.update(task, advance=1, rate=rate, description=_doing(items, done))
+    except KeyboardInterrupt:
+        pipeline.summary.interrupted = True
+    finally:
+        events.close()  # commits rows still pending
+    summary = pipeline.summary
+    if not quiet:
+        _print_summary(console, pipeline, items)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed - summary.known_failures else 0
+
+
+def _doing(items: list, done: int) -> str:
+    """The progress bar's label: the file being worked on (its name only, to fit 80 columns)."""
+    if done >= len(items):
+        return "finishing"
+    name = Path(items[done].path).name
+    return escape(display_path(name if len(name) <= 24 else name[:21] + "…"))
+
+
+def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
+    summary = pipeline.summary
+    if summary.known_failures:
+        console.print(
+            f"{summary.known_failures} file(s) failed before and did not change: see `charm stats` "
+            f"(--retry-failed retries)"
+        )
+    if not items and not summary.interrupted:
+        console.print("No photos found: no file with a photo extension under the given paths.")
+        return
+    name = pipeline.model.name or "?"
+    ckpt = (pipeline.model.checkpoint_id or "")[:12]
+    reused = f" ({summary.reused} by content)" if summary.reused else ""
+    head = "[yellow]Interrupted[/]: " if summary.interrupted else ""
+    new_failures = summary.failed - summary.known_failures
+    failed = f"[red]{new_failures} failed[/]" if new_failures else "0 failed"
+    known = f", {summary.known_failures} known failure(s)" if summary.known_failures else ""
+    skipped = f", {summary.skipped} skipped" if summary.skipped else ""
+    model = f" · model {name} ({ckpt}, {pipeline.options.preprocess})" if summary.scored or summary.cached else ""
+    console.print(
+        f"{head}{summary.scored} scored, {summary.cached} cached{reused}, {failed}{known}{skipped} "
+        f"in {summary.seconds:.1f} s{model}"
+    )
+
+
+def _render_event(console: Console, event: FileEvent, model: str | None, *, json_: bool) -> None:
+    if json_:
+        emit_json(event.to_json(model))
+    if event.status == "error" and not event.known:
+        console.print(f"[red]error[/red] {escape(display_path(event.path))}: {escape(event.error or '')}")
+    elif event.status == "skipped":
+        console.print(f"[yellow]skipped[/yellow] {escape(display_path(event.path))}: {escape(event.error or '')}")
+
+
+def _print_profile(console: Console, prof: Profile) -> None:
+    table = new_table("time per stage (summed over threads)")
+    for col in ("stage", "total s", "items", "ms/item"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for stage, seconds, count in prof.rows():
+        per = f"{1000 * seconds / count:.1f}" if count else ""
+        table.add_row(stage, f"{seconds:.3f}", str(count), per)
+    console.print(table)
+
+
+def compare(
+    files: Annotated[list[Path], typer.Argument(metavar="A B [C...]", help="Two or more photos.", show_default=False)],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    pos_embed: PosEmbedOpt = None,
+    device: DeviceOpt = "auto",
+    db: DbOpt = None,
+    exact: ExactOpt = False,
+    max_side: MaxSideOpt = 1024,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    json_: JsonOpt = False,
+) -> None:
+    """Score photos side by side (cache first) and name the winner and its margin."""
+    if len(files) < 2:
+        fail("compare needs at least two photos")
+    check_paths(files, files_only=True)
+    options = score_options(
+        model, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
+        retry_failed=True,
+    )  # fmt: skip
+    with open_db(db) as store:
+        events, name, checkpoint_id = score_files(store, options, files)
+    ok = sorted((e for e in events if e.score is not None), key=lambda e: -e.score)  # type: ignore[operator]
+    rank = {e.path: i + 1 for i, e in enumerate(ok)}
+    winner = ok[0] if ok else None
+    margin = ok[0].score - ok[1].score if len(ok) >= 2 else None  # type: ignore[operator]
+    if json_:
+        emit_json(
+            {
+                "model": name,
+                "checkpoint_id": checkpoint_id,
+                "images": [{**e.to_json(name), "rank": rank.get(e.path)} for e in events],
+                "winner": winner.path if winner else None,
+                "margin": margin,
+            }
+        )
+    else:
+        console = out()
+        columns = [Column("#", "right"), Column("score", "right"), Column("file", path=True),
+                   Column("size", "right", drop=1), Column("", wrap=30)]  # fmt: skip
+        rows = []
+        for e in sorted(events, key=lambda e: rank.get(e.path, len(events) + 1)):
+            size = f"{e.width}x{e.height}" if e.width else ""
+            note = e.status if e.status != "error" else f"[red]{escape(e.error or 'error')}[/red]"
+            rows.append([str(rank.get(e.path, "")), fmt_score(e.score), e.path, size, note])
+        print_table(console, columns, rows, title=f"model {escape(name or '?')}")
+        if winner is not None and margin is not None:
+            runner = ok[1]
+            relative = f" ({100 * margin / abs(runner.score):+.1f}%)" if runner.score else ""  # type: ignore[arg-type]
+            tie = " (a tie)" if margin == 0 else ""
+            console.print(
+                f"Winner: {escape(Path(winner.path).name)} by {margin:.4f}{relative} over "
+                f"{escape(Path(runner.path).name)}{tie}"
+            )
+    raise typer.Exit(1 if any(e.status == "error" for e in events) else 0)
+
+
+def score_files(store, options, files) -> tuple[list[FileEvent], str | None, str | None]:
+    """Score a few named files (cache first); ``(events, model name, checkpoint id)``."""
+    pipeline = Pipeline(store, options, notify=lambda line: err().print(line))
+    pipeline.model.loading = loading_status
+    try:
+        events = list(pipeline.run(scan(files)))
+    except FatalError as exc:
+        fail(str(exc))
+    return events, pipeline.model.name, pipeline.model.checkpoint_id
