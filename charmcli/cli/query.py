@@ -203,13 +203,17 @@ def _print_top(rows: list[dict[str, Any]], model: str) -> None:
     the camera and the time of day join when there is room."""
     console = out()
     folder = common_folder([r["path"] for r in rows])
-    columns = [Column("#", "right"), Column("score", "right"), Column("pct", "right"), Column("★", "right", drop=1),
+    columns = [Column("#", "right"), Column("score", "right"), Column("pct", "right"),
                Column("file", path=True), Column("taken", drop=1, short=10), Column("camera", drop=2)]  # fmt: skip
     table = [
-        [str(r["rank"]), fmt_score(r["score"]), fmt_pct(r["percentile"]), _rated(r["rating"]),
-         relative_to(r["path"], folder), (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
+        [str(r["rank"]), fmt_score(r["score"]), fmt_pct(r["percentile"]), relative_to(r["path"], folder),
+         (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
         for r in rows
     ]  # fmt: skip
+    if any(r["rating"] is not None for r in rows):  # issue 14: decisions from `review`/`rate`, when there are any
+        columns.insert(3, Column("★", "right", drop=1))
+        for line, r in zip(table, rows, strict=True):
+            line.insert(3, _rated(r["rating"]))
     title = folder_title(f"top {len(rows)} · model {model}", folder, console.width)
     print_table(console, columns, table, title=title)
 

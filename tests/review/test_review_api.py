@@ -218,6 +218,11 @@ def test_ratings_and_labels_land_in_sidecars_and_the_database(serve, library, cl
     top = {r["path"]: r for r in json.loads(cli("top", "20", "--json").stdout)}
     assert top[str(photo)]["rating"] == 4 and top[str(library / "jolla.jpg")]["rating"] == 0
     assert top[str(library / "FujiFilm DS-7 (1).jpg")]["rating"] is None
+    table = cli("top", "20", env={"COLUMNS": "80"}).stdout  # the ★ column, at a pinned width
+    assert "★" in table.splitlines()[1]
+    [line] = [ln for ln in table.splitlines() if "DSCN0010.jpg" in ln]
+    assert line.split()[3] == "4"
+    assert cli("top", "20", str(library / "sub"), env={"COLUMNS": "80"}).stdout.count("★") == 0  # none decided there
 
 
 def test_bad_decisions_are_refused_and_change_nothing(serve, library):
