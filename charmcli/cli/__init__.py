@@ -32,6 +32,7 @@ import typer
 
 from charmcli import __version__
 from charmcli.cli import cull, models, query, score
+from charmcli.review import cli as review
 
 app = typer.Typer(
     name="charm",
@@ -66,6 +67,7 @@ app.command()(query.show)
 app.command()(cull.groups)
 app.command()(cull.rate)
 app.command()(cull.report)
+app.command("review")(review.review)
 app.add_typer(models.app, name="models")
 app.command()(query.stats)
 app.command()(query.forget)

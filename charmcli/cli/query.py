@@ -59,7 +59,7 @@ from charmcli.store import TopFilter
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label",
 )  # fmt: skip
 
 
@@ -148,6 +148,10 @@ def top(
             if rows:  # "calibrated score": standing among every photo scored with this model
                 for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
                     r["percentile"] = pct
+                decided = store.decisions_for([r["path"] for r in rows])  # issue 14: review/rate decisions
+                for r in rows:
+                    made = decided.get(r["path"], {})
+                    r["rating"], r["label"] = made.get("rating"), made.get("label")
     if json_:
         emit_json(rows)
     elif csv_:
@@ -184,7 +188,14 @@ def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
         "sha256": row["sha256"],
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
+        "rating": None,
+        "label": None,
     }
+
+
+def _rated(rating: int | None) -> str:
+    """A decision from `charm review`/`rate`: 1..5, ✕ rejected, blank when none."""
+    return "" if rating is None else "✕" if rating < 0 else str(rating)
 
 
 def _print_top(rows: list[dict[str, Any]], model: str) -> None:
@@ -199,6 +210,10 @@ def _print_top(rows: list[dict[str, Any]], model: str) -> None:
          (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
         for r in rows
     ]  # fmt: skip
+    if any(r["rating"] is not None for r in rows):  # issue 14: decisions from `review`/`rate`, when there are any
+        columns.insert(3, Column("★", "right", drop=1))
+        for line, r in zip(table, rows, strict=True):
+            line.insert(3, _rated(r["rating"]))
     title = folder_title(f"top {len(rows)} · model {model}", folder, console.width)
     print_table(console, columns, table, title=title)
 
