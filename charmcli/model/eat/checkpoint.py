@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,10 +25,7 @@ from typing import Any
 import torch
 
 from charmcli.model.eat.network import DatConfig, EatNet, relative_index, shift_mask
-from charmcli.model.errors import CheckpointError, UnsafeCheckpointError
-
-#: Where the authors publish the EAT weights (their README, "How to Run").
-AUTHORS_WEIGHTS_URL = "https://drive.google.com/drive/folders/1UpLYGLU5omztVsIWkRPFTVKAOVe_4p3K"
+from charmcli.model.errors import EAT_WEIGHTS_URL, CheckpointError, UnsafeCheckpointError
 
 
 def load_arch_config(path: Path | None, num_classes: int) -> DatConfig:
@@ -50,7 +48,9 @@ def load_arch_config(path: Path | None, num_classes: int) -> DatConfig:
     model = data.get("MODEL") if isinstance(data, dict) else None
     dat = model.get("DAT") if isinstance(model, dict) else None
     if not isinstance(dat, dict):
-        raise CheckpointError(f"--arch-config {path}: no MODEL.DAT section (expected the official EAT/DAT format)")
+        raise CheckpointError(
+            f"--arch-config {path}: no MODEL.DAT section (expected the official EAT/DAT format)"
+        )
     kind = str(model.get("TYPE", "dat")).lower()
     if kind != "dat":
         raise CheckpointError(f"--arch-config {path}: MODEL.TYPE is {kind!r}; only 'dat' is an EAT network")
@@ -75,23 +75,17 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def missing_weights_message(model: str, filename: str, path: Path | None = None) -> str:
-    """One line: where the authors publish the weights and which file this model expects."""
-    where = f"{path} does not exist" if path is not None else f"model {model!r} needs a local checkpoint"
-    return (
-        f"{where}. The EAT authors publish their weights on Google Drive ({AUTHORS_WEIGHTS_URL}), "
-        f"not on the hub, so charm cannot download them: get {filename} and pass --checkpoint FILE "
-        f"(or put it in the models folder named by `charm models`)"
-    )
-
-
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A plain state dict from ``path``, loaded with ``weights_only=True``; one-line errors."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         first = " ".join(str(exc).split())
-        what = first.split("Unsupported global:")[-1].strip().split(" ")[0] if "Unsupported global" in first else ""
+        what = (
+            first.split("Unsupported global:")[-1].strip().split(" ")[0]
+            if "Unsupported global" in first
+            else ""
+        )
         detail = f" (it asks for {what})" if what else ""
         raise UnsafeCheckpointError(
             f"{path.name}: refused, the file holds pickled code or classes{detail}, not a plain "
@@ -129,8 +123,10 @@ def check_state_dict(state: Mapping[str, torch.Tensor], net: EatNet, model: str,
     head = "cls_head.weight"
     if head in wrong:
         got, need = state[head].shape[0], want[head].shape[0]
-        hint = " (the TAD66K checkpoint? use --model eat-tad66k)" if got == 1 else (
-            " (the AVA checkpoint? use --model eat-ava)" if got == 10 else ""
+        hint = (
+            " (the TAD66K checkpoint? use --model eat-tad66k)"
+            if got == 1
+            else (" (the AVA checkpoint? use --model eat-ava)" if got == 10 else "")
         )
         raise CheckpointError(f"{path.name}: its head has {got} outputs but {model} needs {need}{hint}")
     problems = []
@@ -155,7 +151,7 @@ def _check_fixed_buffers(state: Mapping[str, torch.Tensor], cfg: DatConfig, path
     """The stored index/mask buffers are functions of the config: they must equal ours."""
     for key, value in state.items():
         if key.endswith("relative_position_index"):
-            expected = relative_index(int(round((value.shape[0]) ** 0.5)))
+            expected = relative_index(math.isqrt(value.shape[0]))
         elif key.endswith("attn_mask"):
             stage = int(key.split(".")[1])
             fmap = cfg.img_size // cfg.patch_size // (2**stage)
@@ -164,12 +160,12 @@ def _check_fixed_buffers(state: Mapping[str, torch.Tensor], cfg: DatConfig, path
         else:
             continue
         if not torch.equal(value.to(expected.dtype), expected):
-            raise CheckpointError(f"{path.name}: buffer {key} differs from the one the config implies; wrong --arch-config?")
+            raise CheckpointError(
+                f"{path.name}: buffer {key} differs from the one the config implies; wrong --arch-config?"
+            )
 
 
-def load_eat(
-    path: Path, cfg: DatConfig, model: str
-) -> tuple[EatNet, str]:
+def load_eat(path: Path, cfg: DatConfig, model: str, expected_name: str = "") -> tuple[EatNet, str]:
     """Build the network for ``cfg``, load ``path`` strictly; returns (network, checkpoint_id).
 
     The id is the sha256 of the file and the architecture together, so scores of one file under
@@ -177,7 +173,11 @@ def load_eat(
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"--checkpoint {path}: no such file")
+        wanted = f" ({model} expects the authors' {expected_name})" if expected_name else ""
+        raise CheckpointError(
+            f"checkpoint {path}: no such file{wanted}; the EAT authors publish their weights on Google Drive "
+            f"({EAT_WEIGHTS_URL})"
+        )
     state = read_state_dict(path)
     net = EatNet(cfg)
     check_state_dict(state, net, model, path)

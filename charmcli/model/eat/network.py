@@ -96,21 +96,31 @@ class DatConfig:
         for i in range(4):
             spec, depth = self.stage_spec[i], self.depths[i]
             if len(spec) != depth:
-                raise ValueError(f"arch config: stage {i} has depth {depth} but {len(spec)} stage_spec letters")
+                raise ValueError(
+                    f"arch config: stage {i} has depth {depth} but {len(spec)} stage_spec letters"
+                )
             if bad := set(spec) - {"L", "S", "D"}:
                 raise ValueError(f"arch config: unknown stage_spec letter(s) {sorted(bad)} (use L, S, D)")
             if self.dims[i] % self.heads[i]:
-                raise ValueError(f"arch config: stage {i} width {self.dims[i]} is not divisible by {self.heads[i]} heads")
+                raise ValueError(
+                    f"arch config: stage {i} width {self.dims[i]} is not divisible by {self.heads[i]} heads"
+                )
             if ("L" in spec or "S" in spec) and size % self.window_sizes[i]:
-                raise ValueError(f"arch config: stage {i} map {size}x{size} is not a multiple of window {self.window_sizes[i]}")
+                raise ValueError(
+                    f"arch config: stage {i} map {size}x{size} is not a multiple of window {self.window_sizes[i]}"
+                )
             if "D" in spec:
                 g = self.groups[i]
                 if g <= 0 or self.heads[i] % g or self.dims[i] % g:
                     raise ValueError(f"arch config: stage {i} groups {g} must divide its heads and width")
                 if self.fixed_pes[i] and self.use_pes[i]:
-                    raise ValueError("arch config: fixed_pes is not supported (the official code cannot run it)")
+                    raise ValueError(
+                        "arch config: fixed_pes is not supported (the official code cannot run it)"
+                    )
             if i > 0 and self.dims[i - 1] * 2 != self.dims[i]:
-                raise ValueError("arch config: each stage must be twice as wide as the one before (as in DAT)")
+                raise ValueError(
+                    "arch config: each stage must be twice as wide as the one before (as in DAT)"
+                )
             size //= 2
 
 
@@ -291,7 +301,9 @@ class DeformableAttention(nn.Module):
             ref = ref.mean(dim=0, keepdim=True)
         return ref.permute(0, 2, 3, 1).tanh()
 
-    def forward(self, x: torch.Tensor, *, batch_mean: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, *, batch_mean: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, c, h, w = x.shape
         g, gd = self.groups, self.group_dim
         q = self.proj_q(x)
@@ -322,7 +334,11 @@ class DeformableAttention(nn.Module):
         elif self.rpe_table is not None:
             grid = query_grid(h, w, x.dtype, x.device).reshape(1, h * w, 1, 2)
             shift = (grid - pos.reshape(b * g, 1, n, 2)).mul(0.5)  # (B*g, HW, n, 2)
-            table = self.rpe_table[None].expand(b, -1, -1, -1).reshape(b * g, self.heads // g, 2 * h - 1, 2 * w - 1)
+            table = (
+                self.rpe_table[None]
+                .expand(b, -1, -1, -1)
+                .reshape(b * g, self.heads // g, 2 * h - 1, 2 * w - 1)
+            )
             bias = F.grid_sample(table, shift.flip(-1), mode="bilinear", align_corners=True)
             attn = attn + bias.reshape(b * self.heads, h * w, n)
         out = torch.bmm(vh, attn.softmax(dim=2).transpose(1, 2))  # (B*heads, hd, HW)
@@ -365,7 +381,9 @@ class Stage(nn.Module):
                     )
                 )  # fmt: skip
 
-    def forward(self, x: torch.Tensor, batch_mean: bool, trace: dict[str, Any] | None, prefix: str) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, batch_mean: bool, trace: dict[str, Any] | None, prefix: str
+    ) -> torch.Tensor:
         x = self.proj(x)
         for d, attn in enumerate(self.attns):
             y, pos, ref = attn(self.layer_norms[2 * d](x), batch_mean=batch_mean)
