@@ -118,9 +118,10 @@ class ScoreOptions:
 def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
     """One ScoreOptions per model of a run; ``--checkpoint`` goes to the model that needs a file.
 
-    With one model nothing changes. With several, hub models (Charm) come from the hub and
-    ``--checkpoint``/``--arch-config`` belong to the one model whose weights the user brings
-    (EAT); any other user-supplied model is looked up in the models folder.
+    With one model nothing changes. With several, hub models (Charm) come from the hub,
+    ``--checkpoint`` belongs to the one model whose weights the user brings (EAT; others are
+    looked up in the models folder) and ``--arch-config`` to every EAT model (the AVA and TAD66K
+    configs differ only in the head, which the model decides).
     """
     names = options.model_names
     if len(names) == 1:
@@ -145,7 +146,7 @@ def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
             replace(
                 options, model=name, models=[name], model_given=True,
                 checkpoint=options.checkpoint if mine else None, pos_embed=None,
-                arch_config=options.arch_config if mine else None,
+                arch_config=options.arch_config if get_spec(name).family == "eat" else None,
             )
         )  # fmt: skip
     return out

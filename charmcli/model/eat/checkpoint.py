@@ -31,7 +31,8 @@ from charmcli.model.errors import EAT_WEIGHTS_URL, CheckpointError, UnsafeCheckp
 def load_arch_config(path: Path | None, num_classes: int) -> DatConfig:
     """The architecture of an official YAML config (``MODEL.DAT``), or dat_base without one.
 
-    ``num_classes`` comes from the model (10 for AVA, 1 for TAD66K) unless the file names it.
+    ``num_classes`` is the model's (10 for AVA, 1 for TAD66K) whatever the file says: the
+    official AVA and TAD66K configs differ only in it, so one file serves both variants.
     """
     if path is None:
         return DatConfig(num_classes=num_classes)
@@ -54,7 +55,7 @@ def load_arch_config(path: Path | None, num_classes: int) -> DatConfig:
     kind = str(model.get("TYPE", "dat")).lower()
     if kind != "dat":
         raise CheckpointError(f"--arch-config {path}: MODEL.TYPE is {kind!r}; only 'dat' is an EAT network")
-    values = {"num_classes": num_classes, **dat}
+    values = {**dat, "num_classes": num_classes}
     try:
         return DatConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
