@@ -122,7 +122,7 @@ def check_state_dict(state: Mapping[str, torch.Tensor], net: EatNet, model: str,
     extra = [k for k in state if k not in want]
     wrong = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
     head = "cls_head.weight"
-    if head in wrong:
+    if head in wrong and state[head].shape[0] != want[head].shape[0]:
         got, need = state[head].shape[0], want[head].shape[0]
         hint = (
             " (the TAD66K checkpoint? use --model eat-tad66k)"
