@@ -9,7 +9,12 @@ import torch
 
 from charmcli.model.eat.checkpoint import load_arch_config, load_eat, read_state_dict
 from charmcli.model.eat.scorer import EatScorer
-from charmcli.model.errors import EAT_WEIGHTS_URL, CheckpointError, ModelUnavailableError, UnsafeCheckpointError
+from charmcli.model.errors import (
+    EAT_WEIGHTS_URL,
+    CheckpointError,
+    ModelUnavailableError,
+    UnsafeCheckpointError,
+)
 
 from shared_paths import eat_fixture
 
