@@ -302,7 +302,7 @@ class DeformableAttention(nn.Module):
         return ref.permute(0, 2, 3, 1).tanh()
 
     def forward(
-        self, x: torch.Tensor, *, batch_mean: bool = False
+        self, x: torch.Tensor, *, batch_mean: bool = False, trace: dict[str, Any] | None = None, name: str = ""
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, c, h, w = x.shape
         g, gd = self.groups, self.group_dim
@@ -317,6 +317,8 @@ class DeformableAttention(nn.Module):
             offset = torch.zeros_like(offset)
         ref = self.reference_points(x, batch_mean)  # (B or 1, Hk, Wk, 2)
         ref = ref.repeat_interleave(g, dim=0) if ref.shape[0] > 1 else ref.expand(b * g, -1, -1, -1)
+        if trace is not None:  # the offsets before the sign test, for measuring near-ties
+            trace[f"{name}.offset"] = offset.reshape(b, g, hk, wk, 2)
         agree = ((offset * ref) > 0).all(dim=-1, keepdim=True)
         offset = offset * torch.where(agree, 1.0, 0.25).to(offset.dtype)
         pos = offset + ref if self.range_factor >= 0 else (offset + ref).tanh()
@@ -386,7 +388,9 @@ class Stage(nn.Module):
     ) -> torch.Tensor:
         x = self.proj(x)
         for d, attn in enumerate(self.attns):
-            y, pos, ref = attn(self.layer_norms[2 * d](x), batch_mean=batch_mean)
+            y, pos, ref = attn(
+                self.layer_norms[2 * d](x), batch_mean=batch_mean, trace=trace, name=f"{prefix}.attns.{d}"
+            )
             x = x + y
             x = x + self.mlps[d](self.layer_norms[2 * d + 1](x))
             if trace is not None and pos is not None:
