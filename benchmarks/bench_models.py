@@ -47,8 +47,8 @@ def table(headers: list[str], rows: list[list[str]]) -> None:
 def setup(work: Path) -> None:
     """Offline hub cache with a full-size random aadb; models folder with dat_base EAT files."""
     import torch
-
     from bench import build_checkpoint
+
     from charmcli.model.eat.network import DatConfig, EatNet
     from charmcli.model.registry import HUB_REPO, MODELS
 
@@ -83,8 +83,8 @@ def main() -> None:
     setup(work)
 
     import torch
-
     from bench import make_e2e_images
+
     from charmcli.pipeline import Pipeline, ScoreOptions, scan
     from charmcli.store import Store
 
@@ -93,6 +93,8 @@ def main() -> None:
                "aadb + eat-ava + eat-tad66k": ["aadb", "eat-ava", "eat-tad66k"]}  # fmt: skip
     loaded = {}
     for label, models in configs.items():  # load every model once, outside the timing
+        for stale in work.glob(f"warm-{len(loaded)}.db*"):
+            stale.unlink()
         with Store(work / f"warm-{len(loaded)}.db") as store:
             pipe = Pipeline(store, ScoreOptions(models=models, model=models[0], model_given=True, device="cpu"))
             list(pipe.run(scan(photos[:1])))
@@ -103,8 +105,12 @@ def main() -> None:
     for r in range(args.repeats):
         for label, models in configs.items():
             db = work / f"run-{r}-{label.replace(' ', '').replace('+', '_')}.db"
+            for stale in work.glob(db.name + "*"):  # a fresh database every run
+                stale.unlink()
             with Store(db) as store:
                 pipe = Pipeline(store, ScoreOptions(models=models, model=models[0], model_given=True, device="cpu"))
+                for handle in loaded[label]:  # the loaded models, bound to this run's store
+                    handle.store = store
                 pipe.models, pipe.model = loaded[label], loaded[label][0]
                 items = scan(photos)
                 start = time.perf_counter()
