@@ -134,6 +134,8 @@ def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
         local = [n for n in names if get_spec(n).needs_local_file]
     except ValueError as exc:
         raise FatalError(str(exc)) from None
+    if options.pos_embed is not None:
+        raise FatalError("--pos-embed goes with a Charm --checkpoint of a one-model run; with several, Charm models come from the hub")
     if options.checkpoint is not None and len(local) != 1:
         raise FatalError(
             "with several models, --checkpoint goes to the one EAT model; "

@@ -89,7 +89,7 @@ def test_score_exact_reproduces_the_official_outputs(cli, variant):
     }
 
 
-def test_the_raw_outputs_are_stored_for_show(cli, small_library):
+def test_the_raw_outputs_are_stored_for_show(cli, tmp_path, small_library):
     ckpt, config = eat_fixture("ava")
     photo = small_library / "chelsea_alpha_vignette.png"
     assert cli("score", photo, "-m", "eat-ava", "--checkpoint", ckpt, "--arch-config", config, "--exact",
@@ -101,6 +101,11 @@ def test_the_raw_outputs_are_stored_for_show(cli, small_library):
     assert ref["file"] == "chelsea_alpha_vignette.png"
     assert max(abs(a - b) for a, b in zip(row["outputs"], ref["logits"], strict=True)) <= TOL
     assert row["model"] == "eat-ava" and row["n_tokens"] is None and row["input_size"] == [224, 224]
+    text = cli("show", photo, env={"COLUMNS": "200"})
+    assert text.exit_code == 0 and "eat-ava" in text.stdout and "None" not in text.stdout
+    explain = cli("show", photo, "--explain", tmp_path / "cells.png")
+    assert explain.exit_code == 1 and "no score with kept cells" in explain.stderr
+    assert not (tmp_path / "cells.png").exists()
 
 
 def test_usage_errors_answer_before_any_model_loads(cli, tmp_path, small_library):
@@ -111,6 +116,7 @@ def test_usage_errors_answer_before_any_model_loads(cli, tmp_path, small_library
         (["-m", "eat-ava", "--arch-config", tmp_path / "none.yaml"], "no such file"),
         (["-m", "eat-ava", "-m", "eat-tad66k", "--checkpoint", ckpt], "both need one"),
         (["-m", "aadb", "-m", "para", "--checkpoint", ckpt], "none was named"),
+        (["-m", "aadb", "-m", "eat-ava", "--checkpoint", ckpt, "--pos-embed", ckpt], "--pos-embed goes with"),
     ]
     for args, needle in cases:
         result = cli("score", small_library, *args, "--device", "cpu")
