@@ -1,6 +1,6 @@
 """Per-photo time of EAT and of a three-model run against single-model runs (issue 13).
 
-    python benchmarks/bench_models.py [--photos 6] [--repeats 3] [--workdir DIR]
+    python benchmarks/bench_models.py [--photos 6] [--repeats 3] [--large] [--workdir DIR]
 
 Same photos, same process, same run: ~1 MP JPEGs (benchmarks/bench.py's end-to-end set) scored
 by charm's pipeline at default settings (decode pool, batch of one on CPU, SQLite store) with
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--large", action="store_true",
+                        help="24 MP JPEGs (distinct copies of one photo) instead of ~1 MP: decoding weighs more")  # fmt: skip
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="charm-bench-models-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,13 @@ def main() -> None:
     from charmcli.pipeline import Pipeline, ScoreOptions, scan
     from charmcli.store import Store
 
-    photos = make_e2e_images(work / "photos", args.photos)
+    if args.large:
+        from bench import BIG, distinct_copy
+
+        (work / "large").mkdir(exist_ok=True)
+        photos = [distinct_copy(BIG, work / "large" / f"big_{i:02d}.jpg", i) for i in range(args.photos)]
+    else:
+        photos = make_e2e_images(work / "photos", args.photos)
     configs = {"aadb": ["aadb"], "eat-ava": ["eat-ava"], "eat-tad66k": ["eat-tad66k"],
                "aadb + eat-ava + eat-tad66k": ["aadb", "eat-ava", "eat-tad66k"]}  # fmt: skip
     loaded = {}
@@ -101,6 +109,7 @@ def main() -> None:
             loaded[label] = pipe.models
     times: dict[str, list[float]] = {label: [] for label in configs}
     network: dict[str, list[float]] = {label: [] for label in configs}
+    decodes: dict[str, list[float]] = {label: [] for label in configs}
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for r in range(args.repeats):
         for label, models in configs.items():
@@ -117,11 +126,13 @@ def main() -> None:
                 events = list(pipe.run(items))
                 times[label].append((time.perf_counter() - start) / len(photos))
                 network[label].append(pipe.profile.seconds.get("network", 0.0) / len(photos))
+                decodes[label].append(pipe.profile.seconds.get("decode", 0.0) / len(photos))
             assert all(e.status == "scored" for e in events), [e.error for e in events]
             scores[label] = {e.path: e.scores for e in events}
     med = {label: statistics.median(v) for label, v in times.items()}
     singles = sum(med[m] for m in ("aadb", "eat-ava", "eat-tad66k"))
-    print(f"{len(photos)} photos (~1 MP JPEG), {args.repeats} interleaved repeats, {torch.get_num_threads()} threads, "
+    kind = "24 MP JPEG" if args.large else "~1 MP JPEG"
+    print(f"{len(photos)} photos ({kind}), {args.repeats} interleaved repeats, {torch.get_num_threads()} threads, "
           f"CPU, batch of one\n")  # fmt: skip
     rows = []
     for label in configs:
@@ -129,6 +140,9 @@ def main() -> None:
         rows.append([label, f"{med[label]:.3f}", f"{statistics.median(network[label]):.3f}",
                      f"{med[label] / med['aadb']:.2f}", vs_sum])  # fmt: skip
     table(["models", "s/photo", "network s/photo", "vs aadb alone", "vs sum of single runs"], rows)
+    decode = {label: statistics.median(v) for label, v in decodes.items()}
+    print("\ndecode s/photo (summed over threads): "
+          + ", ".join(f"{label} {decode[label]:.3f}" for label in configs))  # fmt: skip
     multi = scores["aadb + eat-ava + eat-tad66k"]
     worst = max(abs(multi[p][m] - scores[m][p][m]) for m in ("aadb", "eat-ava", "eat-tad66k") for p in multi)
     print(f"\nmax |score(three-model run) - score(single run)| = {worst:.1e}")
