@@ -19,6 +19,11 @@ How one run flows:
    :class:`~charmcli.store.BatchWriter` (small transactions: an interrupt loses only what is in
    flight).
 
+Several models in one run (issue 13) share steps 1–2: a file counts as cached only when every
+model has its score, is read and decoded once, and is prepared once per distinct
+``preprocess_key`` (models with equal preprocessing share the prepared input); each model then
+runs on the files it still lacks, and the event carries every model's score.
+
 The model is loaded lazily: a run whose files are all cached needs neither torch nor the
 checkpoint, as long as the checkpoint's identity is remembered in the store (it is after the
 first load). Per-file problems become ``error`` events; only an unusable model stops a run
