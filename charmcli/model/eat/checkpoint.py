@@ -90,7 +90,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         detail = f" (it asks for {what})" if what else ""
         raise UnsafeCheckpointError(
             f"{path.name}: refused, the file holds pickled code or classes{detail}, not a plain "
-            f"state dict of tensors; nothing from it was run"
+            f"state dict of tensors (a Charm checkpoint is a whole pickled model: it goes with a Charm "
+            f"--model); nothing from it was run"
         ) from None
     except FileNotFoundError:
         raise
