@@ -109,10 +109,10 @@ MODELS: dict[str, ModelSpec] = {
         # EAT (ACMMM 2023): the file names the authors publish on their drive; no position table
         ModelSpec("eat-ava", "AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth", "", "dat_base", 0, 10, "1..10",
                   grades=_AVA, family="eat", resample="bicubic", head="identity", head_basis="code",
-                  description="EAT on AVA: deformable-attention transformer, 224x224, distribution 1..10"),
+                  description="EAT, AVA: aesthetics, deformable attention at 224 px, distribution 1..10"),
         ModelSpec("eat-tad66k", "TAD66K_AOT_vacc_0.6882_srcc_0.5171_vlcc_0.5460.pth", "", "dat_base", 0, 1,
                   "0..10", factor=10.0, family="eat", resample="bilinear", head="identity", head_basis="code",
-                  description="EAT on TAD66K: deformable-attention transformer, 224x224, theme-aware"),
+                  description="EAT, TAD66K: theme-aware aesthetics, deformable attention at 224 px"),
     ]
 }  # fmt: skip
 MODEL_NAMES: list[str] = list(MODELS)
