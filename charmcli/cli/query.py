@@ -387,6 +387,8 @@ def _print_show(info: dict[str, Any]) -> None:
         console.print(f"  {escape(s['model']):<9} {fmt_score(s['score'])}{pct}  scored {s['scored_at'][:19].replace('T', ' ')}")
         how = f"checkpoint {s['checkpoint_id'][:12]} · {s['preprocess']}"
         what = f"input {size}, {s['n_tokens']} tokens · {len(s['kept_cells'])} kept cells ({s['token_path']})"
+        if s["token_path"] is None:  # EAT (issue 13): the whole photo squashed, no tokens or cells
+            what = f"input {size}, whole photo resized"
         indent = " " * 12
         if cell_len(indent + how + " · " + what) <= console.width:
             console.print(escape(f"{indent}{how} · {what}"))
@@ -407,7 +409,8 @@ def _write_explain(path: str, scores: list[dict[str, Any]], model: str | None, d
     from charmcli.library.atomic import atomic_write_bytes
     from charmcli.library.decode import DecodeError, load_image
 
-    chosen = [s for s in scores if (model is None or s["model"] == model.lower()) and s["input_size"]]
+    # EAT scores (issue 13) have no token path: the photo is squashed to 224x224, no cells are kept
+    chosen = [s for s in scores if (model is None or s["model"] == model.lower()) and s["input_size"] and s["token_path"]]
     if not chosen:
         fail("no score with kept cells to explain" + (f" for model {model}" if model else ""), 1)
     s = chosen[0]
