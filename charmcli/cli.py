@@ -849,3 +849,6 @@ __all__ = ["app", "main"]
 
 # `charm groups`, `charm rate` and `charm report` live in their own module and register on `app`.
 from charmcli import cli_cull as _cli_cull  # noqa: E402,F401
+from charmcli.cluster.cli import cluster_app  # noqa: E402
+
+app.add_typer(cluster_app, name="cluster")

@@ -108,7 +108,7 @@ class OutputDir:
             raise
         except (OSError, pa.ArrowException) as exc:
             raise OutputError(f"cannot use {text}: {' '.join(str(exc).split())}") from None
-        return cls(text, fs, base.rstrip("/"))
+        return cls(text if "://" in text else base, fs, base.rstrip("/"))  # local: absolute, for workers
 
     @property
     def local(self) -> bool:
@@ -196,7 +196,9 @@ class OutputDir:
         table, _ = self.read(RESUME_COLUMNS)
         ok: set[str] = set()
         failed: set[str] = set()
-        for path, status in zip(table.column("path").to_pylist(), table.column("status").to_pylist(), strict=True):
+        for path, status in zip(
+            table.column("path").to_pylist(), table.column("status").to_pylist(), strict=True
+        ):
             (ok if status == "ok" else failed).add(path)
         return ok, failed
 
@@ -207,7 +209,9 @@ def dedupe(table: pa.Table) -> pa.Table:
     if len(set(paths)) == len(paths):
         return table
     statuses = table.column("status").to_pylist()
-    stamps = table.column("written_at").to_pylist() if "written_at" in table.column_names else [None] * len(paths)
+    stamps = (
+        table.column("written_at").to_pylist() if "written_at" in table.column_names else [None] * len(paths)
+    )
     best: dict[str, int] = {}
     for i, path in enumerate(paths):
         j = best.get(path)
@@ -227,15 +231,21 @@ def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
 
 
 def _hook_after_temp_write(out: OutputDir, temp: str) -> None:
-    """Test hook (``CHARM_CLUSTER_TEST_HANG_AFTER_PARTS=N``): once ``N`` part files exist, a writer
-    leaves its temp file half-written and blocks, so a test can kill the job at a known point."""
+    """Test hook (``CHARM_CLUSTER_TEST_HANG_AFTER_PARTS=N``, local folders): the first ``N`` part
+    files are written; every later writer leaves its temp file half-written and blocks, so a test
+    can kill the job at a known point. Writers claim one of ``N`` tickets with ``O_EXCL``, so the
+    count is exact even when several write at once."""
     limit = os.environ.get("CHARM_CLUSTER_TEST_HANG_AFTER_PARTS")
-    if not limit or len(out.parts()) < int(limit):
+    if not limit:
         return
-    with out.fs.open_input_stream(temp) as f:
-        data = f.read()
-    with out.fs.open_output_stream(temp) as f:
-        f.write(data[: len(data) // 2])
+    for k in range(int(limit)):
+        try:
+            os.close(os.open(out.join(f"{TEMP_PREFIX}hook-ticket-{k}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return
+        except FileExistsError:
+            continue
+    with open(temp, "r+b") as f:
+        f.truncate(os.path.getsize(temp) // 2)
     import threading
 
     threading.Event().wait()  # until the job is killed

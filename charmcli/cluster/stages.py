@@ -257,7 +257,9 @@ def write_stage(batch: pa.Table, output: str) -> pa.Table:
     )
 
 
-def error_rows(problems: Sequence[tuple[str, str]], options: ScoreOptions, kind: str = "unreadable") -> list[dict[str, Any]]:
+def error_rows(
+    problems: Sequence[tuple[str, str]], options: ScoreOptions, kind: str = "unreadable"
+) -> list[dict[str, Any]]:
     """Rows for what the listing itself could not use (dangling symlinks, FIFOs, ...)."""
     return [
         {"path": path, "status": "error", "error": reason, "error_kind": kind, "preprocess": options.preprocess,
