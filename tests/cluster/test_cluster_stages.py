@@ -127,9 +127,9 @@ def test_network_batches_by_length_and_survives_a_failing_batch(stages):
     try:
         prepare.scorer.score_prepared = flaky
         stage.score_rows(rows)
-        first = [t[0] for t in scorer_batches if len(t) > 1]
-        assert len(first) == 2  # 3 photos in batches of 2: [longest, middle] then [shortest]
-        assert first == sorted(first, reverse=True)  # longest first, two at a time
+        lengths = sorted((unpack_tokens(r["tokens"]).num_tokens for r in rows[:3]), reverse=True)
+        # 3 photos, batches of 2, longest first: [longest, middle] fails and is retried alone, then [shortest]
+        assert scorer_batches == [lengths[:2], [lengths[0]], [lengths[1]], [lengths[2]]]
         assert all(len(b) <= 2 for b in scorer_batches)
         assert all(r["status"] == "ok" and r["score"] is not None for r in rows[:3])
         assert rows[3]["status"] == "error" and rows[3].get("score") is None  # passed through untouched
