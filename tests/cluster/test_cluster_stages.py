@@ -11,7 +11,14 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from charmcli.cluster.stages import STAGE_SCHEMA, PrepareStage, ScoreStage, pack_tokens, unpack_tokens, write_stage
+from charmcli.cluster.stages import (
+    STAGE_SCHEMA,
+    PrepareStage,
+    ScoreStage,
+    pack_tokens,
+    unpack_tokens,
+    write_stage,
+)
 from charmcli.library.decode import decode_image, read_bytes
 from charmcli.pipeline import ScoreOptions
 
