@@ -172,6 +172,9 @@ def run(
                     _count(summary, row, on_row)
         except KeyboardInterrupt:
             summary.interrupted = True
+        except Exception as exc:  # a worker node without the model, a lost cluster, a full disk
+            raise FatalError(f"the Ray job failed ({_first_line(exc)}); rows written so far are kept, "
+                             "a re-run goes on from there") from None  # fmt: skip
     finally:
         ray.shutdown()
         summary.seconds = time.perf_counter() - start
@@ -186,6 +189,12 @@ def _count(summary: JobSummary, row: dict[str, Any], on_row: Callable[[dict[str,
         summary.errors.append((row["path"], row.get("error") or ""))
     if on_row is not None:
         on_row(row)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Ray wraps worker errors in multi-line reports: keep the type and the last message line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def _stamp(rows: list[dict[str, Any]]) -> None:
