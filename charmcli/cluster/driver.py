@@ -252,7 +252,8 @@ def _build(ray: Any, job: ClusterJob, the_plan: Plan, summary: JobSummary) -> An
     summary.cpu_workers, summary.gpu_workers, summary.gpus = cpu_workers, net_workers, gpus
 
     todo = the_plan.todo
-    block = max(1, min(64, len(todo) // (4 * cpu_workers) or 1))  # enough blocks to feed every actor
+    # enough blocks to feed every actor, few enough for the driver (10 M paths: ~40k blocks)
+    block = max(1, min(256, len(todo) // (4 * cpu_workers)))
     ds = ray.data.from_arrow([pa.table({"path": todo[i : i + block]}) for i in range(0, len(todo), block)])
     ds = ds.map_batches(
         PrepareStage,

@@ -112,12 +112,16 @@ class _Model:
 class PrepareStage(_Model):
     """CPU: path → bytes → sha256 → decoded RGB + EXIF → tokens. One actor holds one tokenizer.
 
-    The scorer is loaded on CPU only for its tokenizer and position table (the network weights
-    of a ViT-S are ~90 MB; sharing one loader keeps every option exactly as ``charm score`` has it).
+    The scorer is loaded on CPU for its tokenizer, position table and training-set rules (one
+    loader keeps every option exactly as ``charm score`` has it); its network is then dropped,
+    unless ``keep_network``, so a CPU worker does not hold weights it never runs (~90 MB for a
+    ViT-S, ~1.2 GB for the AVA ViT-L).
     """
 
-    def __init__(self, options: ScoreOptions) -> None:
+    def __init__(self, options: ScoreOptions, *, keep_network: bool = False) -> None:
         super().__init__(options, "cpu")
+        if not keep_network:
+            self.scorer.network = None  # type: ignore[assignment]  # prepare() never touches it
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [self.prepare(path) for path in batch.column("path").to_pylist()]

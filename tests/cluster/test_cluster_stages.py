@@ -77,7 +77,7 @@ def test_prepare_then_score_equals_the_scorer_on_real_and_bad_files(stages, tmp_
     for path in paths[:2]:
         row, data = rows[path], read_bytes(path)
         decoded = decode_image(data, name=path)
-        direct = prepare.scorer.score(decoded.image)
+        direct = score.scorer.score(decoded.image)
         assert row["status"] == "ok" and row["error"] is None
         assert row["sha256"] == hashlib.sha256(data).hexdigest()
         assert row["score"] == pytest.approx(direct.score, abs=1e-6)
@@ -113,11 +113,10 @@ def test_url_paths_are_read_through_pyarrow(stages):
 
 
 def test_network_batches_by_length_and_survives_a_failing_batch(stages):
-    prepare, _ = stages
+    prepare, stage = stages
+    assert prepare.scorer.network is None  # a CPU worker holds no weights it never runs
     scorer_batches: list[list[int]] = []
-    stage = ScoreStage.__new__(ScoreStage)  # reuse the loaded scorer: no second model load
-    stage.scorer, stage.identity, stage.options, stage.batch_size = prepare.scorer, prepare.identity, prepare.options, 2
-    real = prepare.scorer.score_prepared
+    real = stage.scorer.score_prepared
 
     def flaky(batch):
         scorer_batches.append([t.num_tokens for t in batch])
@@ -132,7 +131,8 @@ def test_network_batches_by_length_and_survives_a_failing_batch(stages):
         rows.append({"path": f"/x/{w}.png", "status": "ok", "tokens": pack_tokens(t)})
     rows.append({"path": "/x/bad.jpg", "status": "error", "error": "corrupt"})
     try:
-        prepare.scorer.score_prepared = flaky
+        stage.scorer.score_prepared = flaky
+        stage.batch_size = 2
         stage.score_rows(rows)
         lengths = sorted((unpack_tokens(r["tokens"]).num_tokens for r in rows[:3]), reverse=True)
         # 3 photos, batches of 2, longest first: [longest, middle] fails and is retried alone, then [shortest]
@@ -141,12 +141,13 @@ def test_network_batches_by_length_and_survives_a_failing_batch(stages):
         assert all(r["status"] == "ok" and r["score"] is not None for r in rows[:3])
         assert rows[3]["status"] == "error" and rows[3].get("score") is None  # passed through untouched
 
-        prepare.scorer.score_prepared = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
+        stage.scorer.score_prepared = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
         again = [{"path": "/x/a.png", "status": "ok", "tokens": rows[0]["tokens"]}]
         stage.score_rows(again)
         assert again[0]["status"] == "error" and again[0]["error"] == "the model failed on this image"
     finally:
-        del prepare.scorer.score_prepared
+        del stage.scorer.score_prepared
+        stage.batch_size = None
 
 
 def test_write_stage_returns_a_slim_summary(tmp_path):
