@@ -381,6 +381,14 @@ class ModelHandle:
             raise FatalError(f"{opts.model}: {message}" if self.multi else message) from None
 
 
+def load_scorer(options: ScoreOptions) -> Scorer:
+    """The scorer ``options`` name, loaded without a store (cluster workers have none).
+
+    Same resolution and one-line errors (:class:`FatalError`) as a ``charm score`` run.
+    """
+    return ModelHandle(options, None)._load()[0]  # type: ignore[arg-type]  # _load never uses the store
+
+
 # -- work items ---------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from typing import Annotated
 import typer
 
 from charmcli import __version__
-from charmcli.cli import cull, models, query, score
+from charmcli.cli import cluster, cull, models, query, score
 from charmcli.review import cli as review
 
 app = typer.Typer(
@@ -69,6 +69,7 @@ app.command()(cull.rate)
 app.command()(cull.report)
 app.command("review")(review.review)
 app.add_typer(models.app, name="models")
+app.add_typer(cluster.cluster_app, name="cluster")
 app.command()(query.stats)
 app.command()(query.forget)
 
