@@ -19,6 +19,11 @@ How one run flows:
    :class:`~charmcli.store.BatchWriter` (small transactions: an interrupt loses only what is in
    flight).
 
+Several models in one run (issue 13) share steps 1–2: a file counts as cached only when every
+model has its score, is read and decoded once, and is prepared once per distinct
+``preprocess_key`` (models with equal preprocessing share the prepared input); each model then
+runs on the files it still lacks, and the event carries every model's score.
+
 The model is loaded lazily: a run whose files are all cached needs neither torch nor the
 checkpoint, as long as the checkpoint's identity is remembered in the store (it is after the
 first load). Per-file problems become ``error`` events; only an unusable model stops a run
@@ -36,7 +41,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -84,6 +89,13 @@ class ScoreOptions:
     retry_failed: bool = False
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     batch_size: int | None = None  #: None: 1 on CPU; on CUDA, from free memory (up to 128)
+    #: issue 13: every model of a multi-model run (``model`` is the first); empty = just ``model``
+    models: list[str] = field(default_factory=list)
+    arch_config: Path | None = None  #: EAT: the architecture in the official YAML format
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.lower() for m in self.models] or [self.model.lower()]
 
     @property
     def preprocess(self) -> str:
@@ -97,9 +109,54 @@ class ScoreOptions:
     @property
     def source(self) -> str:
         """Where the weights come from, the key of the checkpoint-identity memo."""
+        arch = ""
+        if self.arch_config is not None:  # same weights, another architecture: another identity
+            try:
+                arch = "#arch=" + hashlib.sha256(Path(self.arch_config).read_bytes()).hexdigest()[:16]
+            except OSError:
+                arch = "#arch=" + os.path.abspath(self.arch_config)
         if self.checkpoint is not None:
-            return "file:" + os.path.abspath(self.checkpoint)
-        return "hub:" + self.model.lower()
+            return "file:" + os.path.abspath(self.checkpoint) + arch
+        return "hub:" + self.model.lower() + arch
+
+
+def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
+    """One ScoreOptions per model of a run; ``--checkpoint`` goes to the model that needs a file.
+
+    With one model nothing changes. With several, hub models (Charm) come from the hub,
+    ``--checkpoint`` belongs to the one model whose weights the user brings (EAT; others are
+    looked up in the models folder) and ``--arch-config`` to every EAT model (the AVA and TAD66K
+    configs differ only in the head, which the model decides).
+    """
+    names = options.model_names
+    if len(names) == 1:
+        return [replace(options, model=names[0], models=[names[0]])]
+    if len(set(names)) != len(names):
+        raise FatalError(f"--model given twice: {', '.join(names)}")
+    from charmcli.model.registry import get_spec
+
+    try:
+        local = [n for n in names if get_spec(n).needs_local_file]
+    except ValueError as exc:
+        raise FatalError(str(exc)) from None
+    if options.pos_embed is not None:
+        raise FatalError("--pos-embed goes with a Charm --checkpoint of a one-model run; with several, Charm models come from the hub")
+    if options.checkpoint is not None and len(local) != 1:
+        raise FatalError(
+            "with several models, --checkpoint goes to the one EAT model; "
+            + ("none was named" if not local else f"{' and '.join(local)} both need one: put their files in the models folder")
+        )
+    out = []
+    for name in names:
+        mine = name in local
+        out.append(
+            replace(
+                options, model=name, models=[name], model_given=True,
+                checkpoint=options.checkpoint if mine else None, pos_embed=None,
+                arch_config=options.arch_config if get_spec(name).family == "eat" else None,
+            )
+        )  # fmt: skip
+    return out
 
 
 @dataclass
@@ -116,13 +173,18 @@ class FileEvent:
     sha256: str | None = None
     reused: bool = False  #: cached through the content hash (moved/renamed/copied file)
     known: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
+    scores: dict[str, float] = field(default_factory=dict)  #: every model's score (issue 13)
 
     def to_json(self, model: str | None) -> dict[str, Any]:
+        """One line of ``--json``; a multi-model run adds ``scores`` (model -> score), the single-model
+        contract stays as it was."""
+        extra = {"scores": dict(self.scores)} if len(self.scores) > 1 else {}
         return {
             "path": self.path,
             "status": self.status,
             "score": self.score,
             "model": model,
+            **extra,
             "error": self.error,
             "width": self.width,
             "height": self.height,
@@ -217,8 +279,11 @@ class ModelHandle:
     the model loads it; the others wait) and a load failure is remembered and re-raised.
     """
 
-    def __init__(self, options: ScoreOptions, store: Store, profile: Profile | None = None) -> None:
+    def __init__(
+        self, options: ScoreOptions, store: Store, profile: Profile | None = None, *, multi: bool = False
+    ) -> None:
         self.options = options
+        self.multi = multi  #: one of several models in a run: errors name the model
         self.store = store
         self.profile = profile or Profile()
         self._scorer: Scorer | None = None
@@ -286,6 +351,18 @@ class ModelHandle:
         from charmcli.model.registry import fetch, get_spec
 
         try:
+            if get_spec(opts.model).needs_local_file:  # EAT (issue 13): weights the user brings
+                from charmcli.model.errors import eat_weights_message
+                from charmcli.model.registry import local_weights, models_dir
+
+                spec = get_spec(opts.model)
+                weights = Path(opts.checkpoint).absolute() if opts.checkpoint is not None else local_weights(spec)
+                if weights is None:  # known before torch loads, like a hub file
+                    raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
+                from charmcli.model.eat.scorer import EatScorer
+
+                eat = EatScorer.from_files(weights, spec.name, opts.arch_config, device=opts.device)
+                return eat, weights  # type: ignore[return-value]
             if opts.checkpoint is None:  # the hub's files first: a missing one is known before torch loads
                 spec = get_spec(opts.model)
                 checkpoint, pos_embed = fetch(spec.filename, spec.name), fetch(spec.pos_filename, spec.name)
@@ -300,7 +377,16 @@ class ModelHandle:
             scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
             return scorer, checkpoint
         except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
-            raise FatalError(" ".join(str(exc).split()) or type(exc).__name__) from None
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            raise FatalError(f"{opts.model}: {message}" if self.multi else message) from None
+
+
+def load_scorer(options: ScoreOptions) -> Scorer:
+    """The scorer ``options`` name, loaded without a store (cluster workers have none).
+
+    Same resolution and one-line errors (:class:`FatalError`) as a ``charm score`` run.
+    """
+    return ModelHandle(options, None)._load()[0]  # type: ignore[arg-type]  # _load never uses the store
 
 
 # -- work items ---------------------------------------------------------------------------------
@@ -318,8 +404,15 @@ class _Prepared:
     entry: ScanEntry
     decoded: DecodedImage
     meta: PhotoMeta
-    tokens: Any
+    inputs: dict[int, Any]  #: model index -> prepared input (shared between equal preprocessings)
+    known: dict[int, dict[str, Any]] = field(default_factory=dict)  #: model index -> cached score row
+    results: dict[int, Any] = field(default_factory=dict)  #: model index -> ScoreResult (None: failed)
     event: FileEvent | None = None
+
+    @property
+    def tokens(self) -> Any:
+        """The first model's input (single-model callers)."""
+        return next(iter(self.inputs.values()))
 
 
 @dataclass
@@ -328,10 +421,14 @@ class _Reuse:
 
     entry: ScanEntry
     sha256: str
-    score: dict[str, Any]
+    scores: list[dict[str, Any]]  #: one stored score row per model, in model order
     like: dict[str, Any] | None  #: a photos row with the same content (dims + EXIF to copy)
     decoded: DecodedImage | None = None
     meta: PhotoMeta | None = None
+
+    @property
+    def score(self) -> dict[str, Any]:
+        return self.scores[0]
 
 
 @dataclass
@@ -366,7 +463,14 @@ class Pipeline:
         self.store = store
         self.options = options
         self.profile = profile or Profile()
-        self.model = ModelHandle(options, store, self.profile)
+        self._setup_error: FatalError | None = None
+        try:
+            per_model = per_model_options(options)
+        except FatalError as exc:  # raised by run(), where callers expect it
+            self._setup_error, per_model = exc, [options]
+        #: one handle per model, in the order asked (issue 13); ``model`` is the first
+        self.models = [ModelHandle(o, store, self.profile, multi=len(per_model) > 1) for o in per_model]
+        self.model = self.models[0]
         self.writer = writer or BatchWriter(store)
         self.summary = Summary()
 
@@ -379,7 +483,10 @@ class Pipeline:
         the generator (``close()``, or leaving a ``for`` loop by an exception) still commits.
         """
         start = time.perf_counter()
-        self.model.identity()  # FatalError here means nothing was attempted
+        if self._setup_error is not None:
+            raise self._setup_error
+        for handle in self.models:
+            handle.identity()  # FatalError here means nothing was attempted
         opts = self.options
         inflight = max(2, opts.workers * 2)
         pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="charm-decode")
@@ -412,9 +519,21 @@ class Pipeline:
 
     # -- main-thread steps -------------------------------------------------------------------
 
-    def _key(self, sha256: str) -> tuple[str, str, str, str]:
-        name, checkpoint_id = self.model.identity()
+    def _key(self, sha256: str, index: int = 0) -> tuple[str, str, str, str]:
+        name, checkpoint_id = self.models[index].identity()
         return sha256, name, checkpoint_id, self.options.preprocess
+
+    def _known(self, sha256: str) -> dict[int, dict[str, Any]]:
+        """Model index -> stored score of this content, for the models that have one."""
+        found = {}
+        for i in range(len(self.models)):
+            row = self.store.score_for(*self._key(sha256, i))
+            if row is not None:
+                found[i] = row
+        return found
+
+    def _names(self) -> list[str]:
+        return [h.identity()[0] for h in self.models]
 
     def _by_path(self, entry: ScanEntry) -> FileEvent | None:
         """Cached or known-failed without opening the file; ``None`` = needs reading."""
@@ -422,12 +541,13 @@ class Pipeline:
         row = self.store.photo_by_path(path)
         unchanged = row is not None and row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns
         if unchanged and not self.options.rescore:
-            found = self.store.score_for(*self._key(row["sha256"]))  # type: ignore[index]
-            if found is not None:
+            found = self._known(row["sha256"])  # type: ignore[index]
+            if len(found) == len(self.models):
                 self.writer.add(self.store.op_seen(path))
+                scores = {n: found[i]["score"] for i, n in enumerate(self._names())}
                 return FileEvent(
-                    path, "cached", score=found["score"], width=row["width"], height=row["height"],  # type: ignore[index]
-                    sha256=row["sha256"],  # type: ignore[index]
+                    path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],  # type: ignore[index]
+                    sha256=row["sha256"], scores=scores,  # type: ignore[index]
                 )  # fmt: skip
         if not self.options.retry_failed:
             failure = self.store.failure_for(path)
@@ -463,10 +583,12 @@ class Pipeline:
         sequence waiting (so native-resolution photos get small batches, small photos big ones)."""
         if self.options.batch_size:
             return self.options.batch_size
-        if not self.model.loaded:
-            return 1
-        longest = max((p.tokens.num_tokens for p in pending), default=1)
-        return self.model.get().batch_limit(longest)
+        limits = []
+        for i, handle in enumerate(self.models):
+            sizes = [p.inputs[i].num_tokens for p in pending if i in p.inputs]
+            if handle.loaded and sizes:
+                limits.append(handle.get().batch_limit(max(sizes)))
+        return min(limits, default=1)
 
     def _flush_ready(self, ready: list[_Done | _Prepared]) -> Iterator[FileEvent]:
         batch = [r for r in ready if isinstance(r, _Prepared)]
@@ -480,53 +602,81 @@ class Pipeline:
             self.summary.count(event)
             yield event
 
-    def _score(self, batch: list[_Prepared]) -> None:
-        """Run the network on a batch (one by one if the batch fails) and queue the rows."""
-        scorer = self.model.get()
+    def _run_model(self, index: int, items: list[_Prepared]) -> None:
+        """One model on the items that need it (one by one if the batch fails): ``results[index]``."""
+        scorer = self.models[index].get()
         start = time.perf_counter()
         try:
-            results = scorer.score_prepared([p.tokens for p in batch])
+            results = scorer.score_prepared([p.inputs[index] for p in items])
         except Exception:
-            if len(batch) == 1:
+            if len(items) == 1:
                 results = [None]
             else:
-                for p in batch:
-                    self._score([p])
+                self.profile.add("network", time.perf_counter() - start, 0)
+                for p in items:
+                    self._run_model(index, [p])
                 return
-        finally:
-            self.profile.add("network", time.perf_counter() - start, len(batch))
-        name, checkpoint_id = self.model.identity()
-        for prepared, result in zip(batch, results, strict=True):
+        self.profile.add("network", time.perf_counter() - start, len(items))
+        for p, result in zip(items, results, strict=True):
+            p.results[index] = result
+
+    def _score(self, batch: list[_Prepared]) -> None:
+        """Run every model on the items that need it and queue the rows (one event per file)."""
+        for i in range(len(self.models)):
+            todo = [p for p in batch if i in p.inputs]
+            if todo:
+                self._run_model(i, todo)
+        names = self._names()
+        for prepared in batch:
             entry, decoded = prepared.entry, prepared.decoded
             path = _abs(entry.path)
-            if result is None:
-                prepared.event = self._finish(_Failed(entry, "the model failed on this image", "model", decoded.sha256))
+            ops: list[tuple[str, Sequence[Any]]] = []
+            scores: dict[str, float] = {}
+            failed: list[str] = []
+            for i, name in enumerate(names):
+                if i in prepared.known:
+                    scores[name] = prepared.known[i]["score"]
+                    continue
+                result = prepared.results.get(i)
+                if result is None:
+                    failed.append(name)
+                    continue
+                ops.append(self.store.op_score(self._score_row(i, decoded, result)))
+                scores[name] = result.score
+            if failed:
+                self._queue(*ops)  # what the other models found is kept
+                which = "" if len(names) == 1 else f" ({', '.join(failed)})"
+                reason = f"the model failed on this image{which}"
+                prepared.event = self._finish(_Failed(entry, reason, "model", decoded.sha256))
                 continue
-            embedding = None if result.embedding is None else result.embedding.astype("float16").tobytes()
-            row = ScoreRow(
-                sha256=decoded.sha256,
-                model=name,
-                checkpoint_id=checkpoint_id,
-                preprocess=decoded.preprocess,
-                score=result.score,
-                outputs=result.outputs,
-                n_tokens=result.n_tokens,
-                input_size=tuple(result.input_size),  # type: ignore[arg-type]
-                token_path=getattr(result, "path", None),
-                kept_cells=[tuple(c) for c in result.kept_cells],  # type: ignore[misc]
-                cell_size=getattr(result, "cell_size", None),
-                embedding=embedding,
-                seconds=result.seconds,
-            )
             self._queue(
                 self.store.op_photo(_photo_row(entry, decoded.sha256, decoded, prepared.meta, None)),
-                self.store.op_score(row),
+                *ops,
                 self.store.op_clear_failure(path),
             )
             prepared.event = FileEvent(
-                path, "scored", score=result.score, warnings=list(decoded.warnings), width=decoded.width,
-                height=decoded.height, sha256=decoded.sha256,
+                path, "scored", score=scores[names[0]], warnings=list(decoded.warnings), width=decoded.width,
+                height=decoded.height, sha256=decoded.sha256, scores=scores,
             )  # fmt: skip
+
+    def _score_row(self, index: int, decoded: DecodedImage, result: Any) -> ScoreRow:
+        name, checkpoint_id = self.models[index].identity()
+        embedding = None if result.embedding is None else result.embedding.astype("float16").tobytes()
+        return ScoreRow(
+            sha256=decoded.sha256,
+            model=name,
+            checkpoint_id=checkpoint_id,
+            preprocess=decoded.preprocess,
+            score=result.score,
+            outputs=result.outputs,
+            n_tokens=result.n_tokens,
+            input_size=tuple(result.input_size),  # type: ignore[arg-type]
+            token_path=getattr(result, "path", None),
+            kept_cells=[tuple(c) for c in result.kept_cells],  # type: ignore[misc]
+            cell_size=getattr(result, "cell_size", None),
+            embedding=embedding,
+            seconds=result.seconds,
+        )
 
     def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
         """Queue the rows of a non-network outcome and describe it."""
@@ -535,9 +685,10 @@ class Pipeline:
             photo = _photo_row(outcome.entry, outcome.sha256, outcome.decoded, outcome.meta, outcome.like)
             self._queue(self.store.op_photo(photo), self.store.op_clear_failure(path))
             warnings = list(outcome.decoded.warnings) if outcome.decoded else []
+            scores = {n: row["score"] for n, row in zip(self._names(), outcome.scores, strict=True)}
             return FileEvent(
                 path, "cached", score=outcome.score["score"], width=photo.width, height=photo.height,
-                sha256=outcome.sha256, reused=True, warnings=warnings,
+                sha256=outcome.sha256, reused=True, warnings=warnings, scores=scores,
             )  # fmt: skip
         entry = outcome.entry
         failure = FailureRow(
@@ -567,14 +718,16 @@ class Pipeline:
                 data = read_bytes(entry.path)
             with profile.timer("hash"):
                 sha = hashlib.sha256(data).hexdigest()
-            known = None
+            known: dict[int, dict[str, Any]] = {}
             like = None
+            everything = False
             if not opts.rescore:
                 with profile.timer("lookup"):
-                    known = self.store.score_for(*self._key(sha))
-                    like = self.store.photo_by_sha(sha) if known is not None else None
-                if known is not None and like is not None:
-                    return _Reuse(entry, sha, known, like)
+                    known = self._known(sha)
+                    everything = len(known) == len(self.models)
+                    like = self.store.photo_by_sha(sha) if everything else None
+                if everything and like is not None:
+                    return _Reuse(entry, sha, [known[i] for i in range(len(self.models))], like)
             if self.notify is not None and (opts.exact or opts.max_side == 0):
                 self._warn_if_long(entry, data)
             with profile.timer("decode"):
@@ -585,12 +738,21 @@ class Pipeline:
             with profile.timer("metadata"):
                 meta = read_metadata(data, exif_block=decoded.exif_block)
             del data
-            if known is not None:  # content scored before, but no photo row to copy from
-                return _Reuse(entry, sha, known, None, decoded, meta)
-            scorer = self.model.get()
-            with profile.timer("tokenize"):
-                tokens = scorer.prepare(decoded.image)
-            return _Prepared(entry, decoded, meta, tokens)
+            if everything:  # content scored before, but no photo row to copy from
+                return _Reuse(entry, sha, [known[i] for i in range(len(self.models))], None, decoded, meta)
+            # one prepared input per distinct preprocessing, shared by the models that use it
+            inputs: dict[int, Any] = {}
+            by_key: dict[Any, Any] = {}
+            for i, handle in enumerate(self.models):
+                if i in known:
+                    continue
+                scorer = handle.get()
+                key = getattr(scorer, "preprocess_key", ("model", i))
+                if key not in by_key:
+                    with profile.timer("tokenize"):
+                        by_key[key] = scorer.prepare(decoded.image)
+                inputs[i] = by_key[key]
+            return _Prepared(entry, decoded, meta, inputs, known)
         except DecodeError as exc:
             return _Failed(entry, str(exc), exc.kind, sha)
         except FatalError as exc:

@@ -228,6 +228,27 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
 
 
+def _m2_decisions(db: sqlite_utils.Database) -> None:
+    """Issue 14: the rating and label charm last wrote to each photo's XMP sidecar (review, rate).
+
+    Keyed by path, not content: a sidecar belongs to a file, and two copies of one photo can be
+    rated differently.
+    """
+    db.create_table(
+        "decisions",
+        {
+            "path": str,
+            "sha256": str,  # the content when decided
+            "rating": int,  # XMP convention: -1 rejected, 0 none, 1..5 (NULL unknown)
+            "label": str,  # xmp:Label (Green, Red, ...), NULL none
+            "source": str,  # review | rate
+            "decided_at": str,
+        },
+        pk="path",
+        not_null={"source", "decided_at"},
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: ``apply`` upgrades a database from its index in :data:`MIGRATIONS` to the next."""
@@ -237,7 +258,7 @@ class Migration:
 
 
 #: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
-MIGRATIONS: list[Migration] = [Migration("initial", _m1_initial)]
+MIGRATIONS: list[Migration] = [Migration("initial", _m1_initial), Migration("decisions", _m2_decisions)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -650,6 +671,31 @@ class Store:
             with self.transaction():
                 for table, path in doomed[start : start + 500]:
                     self.db[table].delete_where("path = ?", [to_db(path)])
+
+    # issue 14: decisions (rating/label) written to sidecars by `charm review` and `charm rate`
+
+    def record_decisions(self, decisions: Iterable[tuple[str, str | None, int | None, str | None]], source: str) -> None:
+        """Store ``(path, sha256, rating, label)`` as what the photo's sidecar now says."""
+        when = now_iso()
+        sql = _upsert("decisions", ("path", "sha256", "rating", "label", "source", "decided_at"), ("path",))
+        self.write((sql, (path, sha, rating, label, source, when)) for path, sha, rating, label in decisions)
+
+    def decisions_for(self, paths: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """path → ``{"rating", "label", "source", "decided_at"}`` (all recorded when ``paths`` is None)."""
+        if paths is None:
+            rows = self._all("SELECT * FROM decisions")
+        else:
+            rows = []
+            for start in range(0, len(paths), 500):  # stay under SQLite's bound-parameter limit
+                chunk = list(paths[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                rows += self._all(f"SELECT * FROM decisions WHERE path IN ({marks})", chunk)
+        return {r["path"]: r for r in rows}
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another charm process) commits: a cheap "anything new?"."""
+        with self.lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 class BatchWriter:

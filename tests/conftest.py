@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from charmcli.cli import app
@@ -27,6 +28,37 @@ def conformance_dir() -> Path:
 @pytest.fixture(scope="session")
 def photos_dir() -> Path:
     return _require(PHOTOS)
+
+
+# Hypothesis times each example (a 200 ms deadline) and the generation of its data: two wall
+# clocks that a loaded or one-core machine trips. Property tests here check properties, not speed.
+settings.register_profile("charm", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("charm")
+
+#: The width every console in the tests renders at, whatever terminal (or none) pytest runs in.
+#: Tests that read human output get this width; tests of the data read ``--json``.
+TEST_COLUMNS = 120
+
+#: Environment variables through which the caller's terminal would reach rich/click output.
+_TERMINAL_VARS = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE",
+                  "JUPYTER_COLUMNS", "JUPYTER_LINES")  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fixed_terminal():
+    """One fixed console geometry for every test, in-process and in child processes.
+
+    Rich sizes a console from ``COLUMNS``/``LINES`` when its file is not a terminal (CliRunner's
+    buffers, subprocess pipes) and from the real terminal otherwise, so without this a test
+    would see 40 columns in one shell and 200 in another. Colour switches are dropped too, so
+    the text a test reads carries no escape codes.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", str(TEST_COLUMNS))
+        mp.setenv("LINES", "50")
+        for name in _TERMINAL_VARS:
+            mp.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,8 @@ from typing import Annotated
 import typer
 
 from charmcli import __version__
-from charmcli.cli import cull, models, query, score
+from charmcli.cli import cluster, cull, models, query, score
+from charmcli.review import cli as review
 
 app = typer.Typer(
     name="charm",
@@ -66,7 +67,9 @@ app.command()(query.show)
 app.command()(cull.groups)
 app.command()(cull.rate)
 app.command()(cull.report)
+app.command("review")(review.review)
 app.add_typer(models.app, name="models")
+app.add_typer(cluster.cluster_app, name="cluster")
 app.command()(query.stats)
 app.command()(query.forget)
 

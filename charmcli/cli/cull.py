@@ -318,6 +318,13 @@ def rate(
     by_path = {str(r.path): r for r in records}
     items = sorted(ratings_items({r.id: r.path for r in records}, plans), key=lambda it: str(it[0]))
     changes = apply_ratings(items, style=sidecar.value, dry_run=dry_run)
+    if not dry_run:  # issue 14: the database remembers what each sidecar now says (top, review show it)
+        from charmcli.cull.xmp import rating_number
+
+        rows = sel.by_id
+        with open_db(db) as store:
+            store.record_decisions([(str(ch.photo), rows[by_path[str(ch.photo)].id]["sha256"], rating_number(ch.new_rating),
+                                     ch.new_label) for ch in changes if ch.error is None], source="rate")  # fmt: skip
     photos = []
     for ch in changes:
         r = by_path[str(ch.photo)]
@@ -449,6 +456,7 @@ def report(
     with open_db(db) as store:
         sel = load_selection(store, model, paths)
         pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
+        decided = store.decisions_for([str(r.path) for r in sel.records])  # issue 14: review/rate decisions
     if not sel.records:
         fail("no scored photos to put on the sheet (run `charm score PATH...` first)", 1)
     records = sel.records
@@ -457,6 +465,10 @@ def report(
     meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "model")} for r in records}
     sidecar = _sidecar_stars([str(r.path) for r in records])
     stars = {r.id: sidecar[str(r.path)] for r in records if str(r.path) in sidecar}
+    for r in records:  # no readable sidecar rating: what charm last wrote, if a rating
+        rating = (decided.get(str(r.path)) or {}).get("rating")
+        if r.id not in stars and rating is not None and (rating == -1 or 1 <= rating <= 5):
+            stars[r.id] = rating
     pct = {r.id: p for r, p in zip(records, pcts, strict=True) if p is not None}
     entries = entries_from(records, groups=found, meta=meta, percentiles=pct, stars=stars)  # records are best first
     if layout is LayoutChoice.top:

@@ -19,11 +19,13 @@ def models(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List the Charm models and which are cached locally (usable offline)."""
     if ctx.invoked_subcommand is not None:
         return
-    from charmcli.model.registry import MODELS, expected_head, is_cached
+    from charmcli.model.registry import MODELS, expected_head, is_cached, models_dir
 
     rows = [
         {"name": s.name, "scale": s.scale, "backbone": s.backbone, "cached": is_cached(s.name),
-         "default": s.name == DEFAULT_MODEL, "head": expected_head(s.name), "description": s.description}
+         "default": s.name == DEFAULT_MODEL, "head": expected_head(s.name), "description": s.description,
+         "family": s.family,  # issue 13: EAT weights are a local file, by its published name
+         **({"file": s.filename, "folder": str(models_dir())} if s.needs_local_file else {})}
         for s in MODELS.values()
     ]  # fmt: skip
     if json_:
@@ -43,6 +45,12 @@ def models(ctx: typer.Context, json_: JsonOpt = False) -> None:
     console.print(
         "head: (file) read from the downloaded file; (code) what the authors' code builds; "
         "(inferred) from published outputs; ? not known until the file is read"
+    )
+    from charmcli.model.errors import EAT_WEIGHTS_URL
+
+    console.print(
+        f"EAT weights are not on the hub: get them from the authors' drive ({EAT_WEIGHTS_URL}) and put them "
+        f"in {escape(display_path(models_dir()))} under their published names, or pass --checkpoint."
     )
 
 

@@ -116,6 +116,16 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help=f"Charm model / training set (default {DEFAULT_MODEL}); see `charm models`."),
 ]
+# issue 13: several models in one pass (`score`, `compare`), and EAT's architecture file
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m",
+                 help=f"Model (default {DEFAULT_MODEL}); repeat for several in one pass (-m aadb -m eat-ava). See `charm models`."),
+]  # fmt: skip
+ArchConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--arch-config", help="EAT: architecture in the official YAML format (default dat_base)."),
+]
 RankModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Use this model's scores (default: the most used).")
 ]
@@ -218,13 +228,26 @@ def score_options(
     retry_failed: bool = False,
     workers: int | None = None,
     batch_size: int | None = None,
+    models: list[str] | None = None,
+    arch_config: Path | None = None,
 ) -> ScoreOptions:
-    """Validate the model options (exit 2 with one line) and bundle them for the pipeline."""
+    """Validate the model options (exit 2 with one line) and bundle them for the pipeline.
+
+    ``models`` (issue 13) lists every model of a multi-model run; ``model`` is then its first."""
     from charmcli.model.files import weights_format  # torch-free
 
-    problem = device_problem(device) or model_problem(model)
+    names = [m.lower() for m in models or ([model] if model else [])]
+    model = names[0] if names else model
+    problem = device_problem(device) or next(filter(None, map(model_problem, names)), None)
     if problem:
         fail(problem)
+    if arch_config is not None:
+        from charmcli.model.registry import get_spec  # torch-free
+
+        if not any(get_spec(n).family == "eat" for n in names):
+            fail("--arch-config is for EAT models (--model eat-ava or eat-tad66k)")
+        if not arch_config.is_file():
+            fail(f"--arch-config {display_path(arch_config)}: no such file")
     if pos_embed is not None and checkpoint is None:
         fail("--pos-embed needs --checkpoint (hub models bring their own position table; CHARM_POS_EMBED too)")
     for label, path in (("--checkpoint", checkpoint), ("--pos-embed", pos_embed)):
@@ -246,9 +269,18 @@ def score_options(
         rescore=rescore,
         retry_failed=retry_failed,
         batch_size=batch_size,
+        models=names,
+        arch_config=arch_config,
     )
     if workers is not None:
         options.workers = workers
+    if len(names) > 1:
+        from charmcli.pipeline import FatalError, per_model_options
+
+        try:
+            per_model_options(options)
+        except FatalError as exc:
+            fail(str(exc))
     return options
 
 

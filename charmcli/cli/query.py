@@ -59,7 +59,7 @@ from charmcli.store import TopFilter
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label",
 )  # fmt: skip
 
 
@@ -148,6 +148,10 @@ def top(
             if rows:  # "calibrated score": standing among every photo scored with this model
                 for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
                     r["percentile"] = pct
+                decided = store.decisions_for([r["path"] for r in rows])  # issue 14: review/rate decisions
+                for r in rows:
+                    made = decided.get(r["path"], {})
+                    r["rating"], r["label"] = made.get("rating"), made.get("label")
     if json_:
         emit_json(rows)
     elif csv_:
@@ -184,7 +188,14 @@ def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
         "sha256": row["sha256"],
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
+        "rating": None,
+        "label": None,
     }
+
+
+def _rated(rating: int | None) -> str:
+    """A decision from `charm review`/`rate`: 1..5, ✕ rejected, blank when none."""
+    return "" if rating is None else "✕" if rating < 0 else str(rating)
 
 
 def _print_top(rows: list[dict[str, Any]], model: str) -> None:
@@ -199,6 +210,10 @@ def _print_top(rows: list[dict[str, Any]], model: str) -> None:
          (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
         for r in rows
     ]  # fmt: skip
+    if any(r["rating"] is not None for r in rows):  # issue 14: decisions from `review`/`rate`, when there are any
+        columns.insert(3, Column("★", "right", drop=1))
+        for line, r in zip(table, rows, strict=True):
+            line.insert(3, _rated(r["rating"]))
     title = folder_title(f"top {len(rows)} · model {model}", folder, console.width)
     print_table(console, columns, table, title=title)
 
@@ -372,6 +387,8 @@ def _print_show(info: dict[str, Any]) -> None:
         console.print(f"  {escape(s['model']):<9} {fmt_score(s['score'])}{pct}  scored {s['scored_at'][:19].replace('T', ' ')}")
         how = f"checkpoint {s['checkpoint_id'][:12]} · {s['preprocess']}"
         what = f"input {size}, {s['n_tokens']} tokens · {len(s['kept_cells'])} kept cells ({s['token_path']})"
+        if s["token_path"] is None:  # EAT (issue 13): the whole photo squashed, no tokens or cells
+            what = f"input {size}, whole photo resized"
         indent = " " * 12
         if cell_len(indent + how + " · " + what) <= console.width:
             console.print(escape(f"{indent}{how} · {what}"))
@@ -392,7 +409,8 @@ def _write_explain(path: str, scores: list[dict[str, Any]], model: str | None, d
     from charmcli.library.atomic import atomic_write_bytes
     from charmcli.library.decode import DecodeError, load_image
 
-    chosen = [s for s in scores if (model is None or s["model"] == model.lower()) and s["input_size"]]
+    # EAT scores (issue 13) have no token path: the photo is squashed to 224x224, no cells are kept
+    chosen = [s for s in scores if (model is None or s["model"] == model.lower()) and s["input_size"] and s["token_path"]]
     if not chosen:
         fail("no score with kept cells to explain" + (f" for model {model}" if model else ""), 1)
     s = chosen[0]

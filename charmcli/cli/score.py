@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from charmcli.cli.options import (
+    ArchConfigOpt,
     BatchOpt,
     CheckpointOpt,
     Column,
@@ -25,7 +26,7 @@ from charmcli.cli.options import (
     JsonOpt,
     MaxPixelsOpt,
     MaxSideOpt,
-    ModelOpt,
+    ModelsOpt,
     PosEmbedOpt,
     WorkersOpt,
     check_paths,
@@ -47,8 +48,9 @@ from charmcli.pipeline import FatalError, FileEvent, Pipeline, Profile, scan
 
 def score(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Photo files and/or folders.", show_default=False)],
-    model: ModelOpt = None,
+    model: ModelsOpt = None,
     checkpoint: CheckpointOpt = None,
+    arch_config: ArchConfigOpt = None,
     pos_embed: PosEmbedOpt = None,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
@@ -73,8 +75,9 @@ def score(
     """
     check_paths(paths)
     options = score_options(
-        model, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
-        rescore=rescore, retry_failed=retry_failed, workers=workers, batch_size=batch_size,
+        None, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
+        rescore=rescore, retry_failed=retry_failed, workers=workers, batch_size=batch_size, models=model,
+        arch_config=arch_config,
     )  # fmt: skip
     console = err()
     prof = Profile()
@@ -125,7 +128,8 @@ def _run_score(pipeline: Pipeline, items: list, *, console: Console, json_: bool
         finally:
             progress.update(task, description=_doing(items, pipeline.summary.total))
 
-    pipeline.model.loading = loading
+    for handle in pipeline.models:  # every model of a multi-model run (issue 13)
+        handle.loading = loading
     try:
         with progress:
             for event in events:
@@ -165,8 +169,8 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     if not items and not summary.interrupted:
         console.print("No photos found: no file with a photo extension under the given paths.")
         return
-    name = pipeline.model.name or "?"
-    ckpt = (pipeline.model.checkpoint_id or "")[:12]
+    name = ", ".join(h.name or "?" for h in pipeline.models)
+    ckpt = ", ".join((h.checkpoint_id or "")[:12] for h in pipeline.models)
     reused = f" ({summary.reused} by content)" if summary.reused else ""
     head = "[yellow]Interrupted[/]: " if summary.interrupted else ""
     new_failures = summary.failed - summary.known_failures
@@ -201,8 +205,9 @@ def _print_profile(console: Console, prof: Profile) -> None:
 
 def compare(
     files: Annotated[list[Path], typer.Argument(metavar="A B [C...]", help="Two or more photos.", show_default=False)],
-    model: ModelOpt = None,
+    model: ModelsOpt = None,
     checkpoint: CheckpointOpt = None,
+    arch_config: ArchConfigOpt = None,
     pos_embed: PosEmbedOpt = None,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
@@ -211,16 +216,20 @@ def compare(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     json_: JsonOpt = False,
 ) -> None:
-    """Score photos side by side (cache first) and name the winner and its margin."""
+    """Score photos side by side (cache first) and name the winner and its margin.
+
+    With several --model, every model's score gets a column; the first model ranks."""
     if len(files) < 2:
         fail("compare needs at least two photos")
     check_paths(files, files_only=True)
     options = score_options(
-        model, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
-        retry_failed=True,
+        None, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
+        retry_failed=True, models=model, arch_config=arch_config,
     )  # fmt: skip
     with open_db(db) as store:
         events, name, checkpoint_id = score_files(store, options, files)
+    names = options.model_names
+    several = len(names) > 1
     ok = sorted((e for e in events if e.score is not None), key=lambda e: -e.score)  # type: ignore[operator]
     rank = {e.path: i + 1 for i, e in enumerate(ok)}
     winner = ok[0] if ok else None
@@ -230,21 +239,28 @@ def compare(
             {
                 "model": name,
                 "checkpoint_id": checkpoint_id,
-                "images": [{**e.to_json(name), "rank": rank.get(e.path)} for e in events],
+                **({"models": names} if several else {}),  # several models: every score (issue 13)
+                "images": [
+                    {**e.to_json(name), **({"scores": dict(e.scores)} if several else {}), "rank": rank.get(e.path)}
+                    for e in events
+                ],
                 "winner": winner.path if winner else None,
                 "margin": margin,
             }
         )
     else:
         console = out()
-        columns = [Column("#", "right"), Column("score", "right"), Column("file", path=True),
+        score_cols = [Column(escape(n), "right") for n in names] if several else [Column("score", "right")]
+        columns = [Column("#", "right"), *score_cols, Column("file", path=True),
                    Column("size", "right", drop=1), Column("", wrap=30)]  # fmt: skip
         rows = []
         for e in sorted(events, key=lambda e: rank.get(e.path, len(events) + 1)):
             size = f"{e.width}x{e.height}" if e.width else ""
             note = e.status if e.status != "error" else f"[red]{escape(e.error or 'error')}[/red]"
-            rows.append([str(rank.get(e.path, "")), fmt_score(e.score), e.path, size, note])
-        print_table(console, columns, rows, title=f"model {escape(name or '?')}")
+            cells = [fmt_score(e.scores.get(n)) for n in names] if several else [fmt_score(e.score)]
+            rows.append([str(rank.get(e.path, "")), *cells, e.path, size, note])
+        title = f"models {escape(', '.join(names))}, ranked by {escape(name or '?')}" if several else f"model {escape(name or '?')}"
+        print_table(console, columns, rows, title=title)
         if winner is not None and margin is not None:
             runner = ok[1]
             relative = f" ({100 * margin / abs(runner.score):+.1f}%)" if runner.score else ""  # type: ignore[arg-type]
@@ -259,7 +275,8 @@ def compare(
 def score_files(store, options, files) -> tuple[list[FileEvent], str | None, str | None]:
     """Score a few named files (cache first); ``(events, model name, checkpoint id)``."""
     pipeline = Pipeline(store, options, notify=lambda line: err().print(line))
-    pipeline.model.loading = loading_status
+    for handle in pipeline.models:
+        handle.loading = loading_status
     try:
         events = list(pipeline.run(scan(files)))
     except FatalError as exc:

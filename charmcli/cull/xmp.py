@@ -373,3 +373,14 @@ def ratings_items(
     return [
         (Path(paths[key]), plan.stars, plan.label, plan.clear_label) for key, plan in plans.items() if key in paths
     ]
+
+
+def rating_number(value: str | None) -> int | None:
+    """An ``xmp:Rating`` as read (``"3"``, or ``"3.0"`` from some tools) as an integer; None if absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return round(number) if math.isfinite(number) else None

@@ -16,6 +16,7 @@ from charmcli.model.errors import CheckpointError, ModelUnavailableError, Unsafe
 from charmcli.model.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS, ModelSpec, get_spec
 
 if TYPE_CHECKING:
+    from charmcli.model.eat.scorer import EatScorer
     from charmcli.model.scorer import Scorer, ScoreResult
     from charmcli.model.tokenizer import CharmTokenizer, PositionTable, Tokenized
 
@@ -25,6 +26,7 @@ _LAZY = {
     "CharmTokenizer": "charmcli.model.tokenizer",
     "PositionTable": "charmcli.model.tokenizer",
     "Tokenized": "charmcli.model.tokenizer",
+    "EatScorer": "charmcli.model.eat.scorer",  # issue 13
 }
 
 
@@ -40,6 +42,7 @@ __all__ = [
     "MODEL_NAMES",
     "CharmTokenizer",
     "CheckpointError",
+    "EatScorer",
     "ModelSpec",
     "ModelUnavailableError",
     "PositionTable",

@@ -43,6 +43,14 @@ class ModelSpec:
     #: published outputs), "unsure" (the code says sigmoid, its comment ReLU). The file decides.
     head: str = "sigmoid"
     head_basis: str = "unsure"
+    # issue 13: a second family. "charm" models come from the hub; "eat" weights are user-supplied.
+    family: str = "charm"
+    resample: str = ""  #: EAT: the official 224x224 resize filter (bicubic for AVA, bilinear for TAD66K)
+
+    @property
+    def needs_local_file(self) -> bool:
+        """Whether the weights cannot come from the hub (the user brings the file)."""
+        return self.family != "charm"
 
     def to_score(self, outputs: Any, activation: str = "sigmoid") -> Any:
         """Map activated outputs (…, C) — a torch tensor — to the training set's rating scale.
@@ -57,6 +65,8 @@ class ModelSpec:
 
             grades = torch.tensor(self.grades, dtype=torch.float32, device=outputs.device)
             return (outputs.float() * grades).sum(dim=-1)
+        if self.family == "eat":  # issue 13: EAT's raw Linear output, trained against the score / factor
+            return outputs[..., 0] * self.factor
         if activation == AADB_ATTRIBUTES:  # the attribute head: its score output is a sigmoid
             return outputs[..., -3] * self.factor
         return outputs[..., 0] * self.factor if activation == "sigmoid" else outputs[..., 0]
@@ -65,6 +75,8 @@ class ModelSpec:
         """The rule of :meth:`to_score` in words, for `charm models` and `charm show`."""
         if self.grades:
             return f"expectation over grades {self.grades[0]:g}..{self.grades[-1]:g}"
+        if self.family == "eat":
+            return f"raw output x {self.factor:g}"
         if activation == AADB_ATTRIBUTES:
             return "score output (third from the end)"
         if activation == "sigmoid":
@@ -94,6 +106,13 @@ MODELS: dict[str, ModelSpec] = {
                   "0..5", factor=5.0, description="KonIQ-10k: technical image quality"),
         ModelSpec("ava", "Ava_large_charm.pth", "dino_large.pt", "vit_large_patch14_dinov2", 513, 10, "1..10",
                   grades=_AVA, head="softmax", head_basis="code", description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
+        # EAT (ACMMM 2023): the file names the authors publish on their drive; no position table
+        ModelSpec("eat-ava", "AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth", "", "dat_base", 0, 10, "1..10",
+                  grades=_AVA, family="eat", resample="bicubic", head="identity", head_basis="code",
+                  description="EAT, AVA: aesthetics, deformable attention at 224 px, distribution 1..10"),
+        ModelSpec("eat-tad66k", "TAD66K_AOT_vacc_0.6882_srcc_0.5171_vlcc_0.5460.pth", "", "dat_base", 0, 1,
+                  "0..10", factor=10.0, family="eat", resample="bilinear", head="identity", head_basis="code",
+                  description="EAT, TAD66K: theme-aware aesthetics, deformable attention at 224 px"),
     ]
 }  # fmt: skip
 MODEL_NAMES: list[str] = list(MODELS)
@@ -303,12 +322,37 @@ def fetch_position_table(filename: str, model: str) -> Path:
 
 
 def is_cached(name: str) -> bool:
-    """Whether both files of a model are in the local hub cache."""
+    """Whether both files of a model are in the local hub cache (EAT: its file in the models folder)."""
     spec = get_spec(name)
+    if spec.needs_local_file:
+        return local_weights(spec) is not None
     return cached_file(spec.filename) is not None and cached_file(spec.pos_filename) is not None
+
+
+def models_dir() -> Path:
+    """Where user-supplied weights (EAT) are looked up by their published file name (issue 13).
+
+    ``$CHARM_MODELS_DIR``, else ``<user data dir>/charm/models`` beside the database.
+    """
+    env = os.environ.get("CHARM_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("charm", appauthor=False)) / "models"
+
+
+def local_weights(spec: ModelSpec) -> Path | None:
+    """A user-supplied checkpoint under its published name in :func:`models_dir`, if present."""
+    path = models_dir() / spec.filename
+    return path if path.is_file() else None
 
 
 def download(name: str) -> tuple[Path, Path]:
     """Fetch a model's checkpoint and position table into the hub cache (for use offline later)."""
     spec = get_spec(name)
+    if spec.needs_local_file:
+        from charmcli.model.errors import eat_weights_message
+
+        raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
     return fetch(spec.filename, spec.name, downloading=True), fetch(spec.pos_filename, spec.name, downloading=True)

@@ -134,6 +134,20 @@ class Scorer:
     def config(self) -> NetworkConfig:
         return self.network.cfg
 
+    @property
+    def preprocess_key(self) -> tuple[object, ...]:
+        """Scorers with equal keys prepare identical inputs, so a multi-model run prepares once
+        per key (issue 13): the pre-resize, the token budget and the position table's content."""
+        if not hasattr(self, "_pos_digest"):
+            import hashlib
+
+            table = self.tokenizer.pos
+            digest = hashlib.sha256(table.cls.numpy().tobytes())
+            digest.update(table._grid.numpy().tobytes())
+            self._pos_digest = digest.hexdigest()[:16]
+        max_side = self.spec.resize_max_side if self.spec else None
+        return ("charm", max_side, self.tokenizer.budget, self._pos_digest)
+
     @classmethod
     def from_pretrained(cls, name: str = "aadb", device: str | torch.device = "auto", **kwargs) -> Scorer:
         """Load a published model by name from the hub cache (downloading it if online)."""

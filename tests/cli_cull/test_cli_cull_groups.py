@@ -111,7 +111,11 @@ def test_percentiles_are_library_standing_consistent_with_ranks(cli, shoot, tmp_
     pcts = [r["percentile"] for r in rows]
     assert n == len(ALL) and all(0 < p < 100 for p in pcts)
     assert pcts == sorted(pcts, reverse=True)
-    if len({r["score"] for r in rows}) == n:  # no ties: mid-rank percentile = 100 (n - rank + ½) / n
+    # Mid-rank percentile, ties included: 100 (below + ½ equal) / n; without ties 100 (n - rank + ½) / n.
+    scores = [r["score"] for r in rows]
+    expected = [100 * (sum(t < s for t in scores) + 0.5 * sum(t == s for t in scores)) / n for s in scores]
+    assert np.allclose(pcts, expected, atol=0.01)
+    if len(set(scores)) == n:
         assert np.allclose(pcts, [100 * (n - r["rank"] + 0.5) / n for r in rows], atol=0.01)
     by_name = {Path(r["path"]).name: r["percentile"] for r in rows}
     # library-wide, not within the selection: a filtered listing keeps each photo's standing

@@ -229,6 +229,20 @@ def test_rating_stored_as_real_is_not_rewritten(tmp_path):
     assert fingerprint(side) == snapshot
 
 
+def test_sidecar_with_a_byte_order_mark_keeps_it(tmp_path):
+    """Some Windows tools write UTF-8 sidecars with a BOM: the merge keeps it, once, and the rest."""
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"never opened")
+    side = tmp_path / "a.jpg.xmp"
+    side.write_bytes(b"\xef\xbb\xbf" + DARKTABLE_SIDECAR.format(name="a.jpg").encode("utf-8"))
+    assert update_sidecar(photo, rating=4).written
+    raw = side.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf<?xml") and raw.count(b"\xef\xbb\xbf") == 1
+    assert read_sidecar(side)["rating"] == "4"
+    text = raw[3:].decode("utf-8")
+    assert "darktable:history" in text and "Z\u00fcrich &amp; friends" in text
+
+
 def test_clear_label_only_removes_our_own_label(tmp_path):
     photo = tmp_path / "a.jpg"
     photo.write_bytes(b"x")

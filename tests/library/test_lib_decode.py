@@ -446,7 +446,7 @@ def test_truncated_at_several_points() -> None:
         _assert_one_line(info.value)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.sampled_from(["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"]), st.data())
 def test_damaged_files_only_ever_raise_decode_error(fmt: str, data) -> None:
     """Flip/cut bytes in small valid files: the result is an image or a DecodeError, never else."""

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
-import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import exifread
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 from charmcli.library import metadata
 from charmcli.library.metadata import PhotoMeta, read_metadata
@@ -63,12 +64,62 @@ def test_orientation_samples(shared_photos: Path) -> None:
         )
 
 
-def test_bad_files_never_raise_or_hang(shared_photos: Path) -> None:
+class _ReadLog(list):
+    """Every budgeted file object :func:`read_metadata` made, with what it read through it."""
+
+
+@pytest.fixture
+def read_log(monkeypatch) -> _ReadLog:
+    """Record each parse's reads/seeks and bytes, and whether its budget stopped it.
+
+    The time budget is switched off (infinite) so that only counts, which do not depend on the
+    machine, decide; the time budget has its own test with a clock the test drives.
+    """
+    log = _ReadLog()
+
+    class Recording(metadata._BudgetedBytes):
+        def __init__(self, data: bytes) -> None:
+            super().__init__(data)
+            self.size, self.calls, self.bytes, self.stopped = len(data), 0, 0, False
+            log.append(self)
+
+        def _spend(self, n: int = 0) -> None:
+            self.calls += 1
+            self.bytes += n
+            try:
+                super()._spend(n)
+            except BaseException:
+                self.stopped = True
+                raise
+
+    monkeypatch.setattr(metadata, "_BudgetedBytes", Recording)
+    monkeypatch.setattr(metadata, "READ_SECONDS_BUDGET", math.inf)
+    return log
+
+
+#: What a real EXIF parse costs: the shared camera files need at most ~1,600 reads/seeks and a
+#: few kB (corrupted.jpg's maker notes are the most). A parser sent into a loop by bad EXIF
+#: spends up to the budget (100,000 calls) instead, so a tenth of it separates the two.
+REAL_PARSE_CALLS = metadata.READ_CALL_BUDGET // 10
+
+
+def test_bad_files_never_raise_and_stay_within_a_real_parse_cost(
+    shared_photos: Path, read_log: _ReadLog, monkeypatch
+) -> None:
+    pixel_loads: list[str] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: pixel_loads.append(im.format) or real_load(im))
     for path in sorted((shared_photos / "bad").iterdir()):
-        start = time.monotonic()
+        read_log.clear()
         meta = read_metadata(path.read_bytes())
         assert isinstance(meta, PhotoMeta)
-        assert time.monotonic() - start < 2.0, path.name
+        assert read_log, path.name  # the bytes went through the budgeted reader
+        for fh in read_log:
+            assert not fh.stopped, f"{path.name}: only the budget stopped the parser"
+            assert fh.calls < REAL_PARSE_CALLS, (path.name, fh.calls)
+            assert fh.bytes <= max(fh.size, 1 << 16), (path.name, fh.bytes)
+    # Metadata never decodes pixels (the Pillow fallback for WebP/PNG only opens the file).
+    assert pixel_loads == []
     # The damage in corrupted.jpg is in the maker notes: the main fields still read.
     corrupted = read_metadata((shared_photos / "bad" / "corrupted.jpg").read_bytes())
     assert corrupted.make and corrupted.date_taken
@@ -104,34 +155,83 @@ def test_no_exif_gives_empty_fields() -> None:
         assert read_metadata(data).is_empty()
 
 
-def test_ifd_loop_terminates() -> None:
-    """A TIFF whose IFD points at itself as the next IFD: a classic parser trap."""
+def test_ifd_loop_terminates(read_log: _ReadLog) -> None:
+    """A TIFF whose IFD points at itself as the next IFD: a classic parser trap. The one entry
+    is still read, and the loop is noticed at once (not by running into the budget)."""
     entry = struct.pack("<HHII", 0x0112, 3, 1, 6)  # Orientation = 6
     data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + struct.pack("<I", 8)
-    start = time.monotonic()
     meta = read_metadata(data)
-    assert time.monotonic() - start < 5
-    assert meta.orientation in (6, None)
+    assert meta.orientation == 6
+    assert len(read_log) == 1 and not read_log[0].stopped and read_log[0].calls < 1_000
 
 
-@pytest.mark.parametrize("swallow", [False, True])
-def test_budget_stops_a_looping_parser(monkeypatch, swallow: bool) -> None:
-    """Even a parser that loops forever and catches Exception is stopped by the read budget."""
+class _Looping:
+    """exifread replaced by a parser that never ends: it re-reads the file until stopped.
 
-    def looping(fh, **kwargs):
-        while True:
-            try:
-                fh.seek(0)
-                fh.read(16)
-            except Exception:
-                if not swallow:
-                    raise
+    It gives up by itself after ``cap`` rounds, so a budget that fails to stop it fails the test
+    (rather than hanging it). ``tick`` runs before each round (a fake clock advances there).
+    """
 
-    monkeypatch.setattr(exifread, "process_file", looping)
-    monkeypatch.setattr(metadata, "READ_SECONDS_BUDGET", 0.5)
-    start = time.monotonic()
+    def __init__(self, *, chunk: int | None, swallow: bool, cap: int, tick=None) -> None:
+        self.chunk, self.swallow, self.cap, self.tick = chunk, swallow, cap, tick
+        self.rounds = 0
+        self.stopped = False
+
+    def __call__(self, fh, **kwargs):
+        try:
+            while self.rounds < self.cap:
+                if self.tick:
+                    self.tick()
+                try:
+                    fh.seek(0)
+                    fh.read(-1 if self.chunk is None else self.chunk)
+                except Exception:
+                    if not self.swallow:
+                        raise
+                self.rounds += 1
+        except BaseException:
+            self.stopped = True
+            raise
+        return {}
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["raises", "catches-Exception"])
+def test_call_budget_stops_a_looping_parser(monkeypatch, read_log: _ReadLog, swallow: bool) -> None:
+    """Even a parser that loops forever and catches Exception is stopped, after exactly the budget."""
+    parser = _Looping(chunk=16, swallow=swallow, cap=10_000)
+    monkeypatch.setattr(exifread, "process_file", parser)
+    monkeypatch.setattr(metadata, "READ_CALL_BUDGET", 1_000)
     assert read_metadata(b"\xff\xd8\xff\xe1" + b"\x00" * 100).is_empty()
-    assert time.monotonic() - start < 10
+    assert parser.stopped and read_log[0].stopped
+    assert read_log[0].calls == 1_001  # seek + read per round: the 1,001st call is refused
+    assert parser.rounds == 500
+
+
+def test_byte_budget_stops_a_parser_rereading_a_big_file(monkeypatch, read_log: _ReadLog) -> None:
+    """Few calls but endless bytes: stopped once it has read 16 times the file."""
+    parser = _Looping(chunk=None, swallow=True, cap=1_000)
+    monkeypatch.setattr(exifread, "process_file", parser)
+    data = b"\xff\xd8\xff\xe1" + bytes(2 << 20)  # over 1 MiB, so the budget is 16 x its size
+    assert read_metadata(data).is_empty()
+    assert parser.stopped and read_log[0].stopped
+    assert parser.rounds == 16 and read_log[0].bytes == 17 * len(data)
+
+
+def test_time_budget_stops_a_slow_parser(monkeypatch, read_log: _ReadLog) -> None:
+    """The time budget against a clock the test drives: each round of the parser takes 1 s."""
+    now = [1000.0]
+    monkeypatch.setattr(metadata, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(metadata, "READ_SECONDS_BUDGET", 3.0)
+
+    def tick() -> None:
+        now[0] += 1.0
+
+    parser = _Looping(chunk=16, swallow=True, cap=100, tick=tick)
+    monkeypatch.setattr(exifread, "process_file", parser)
+    assert read_metadata(b"\xff\xd8\xff\xe1" + b"\x00" * 100).is_empty()
+    assert parser.stopped and read_log[0].stopped
+    assert 3.0 < now[0] - 1000.0 <= 4.0  # stopped in the first round past the budget
+    assert read_log[0].calls < 10
 
 
 @settings(max_examples=80, deadline=None)

@@ -106,11 +106,18 @@ def _marker_cmd(marker: Path) -> str:
 def test_hostile_pickles_are_refused_and_never_run(tmp_path, make):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
+    cache = tmp_path / "cache"
+    # A good checkpoint first: its conversion is what lands in this cache (so an empty cache
+    # below means "nothing cached", not "cached somewhere else").
+    good = save_official(build_official_model(dim=32, depth=1, heads=2), tmp_path / "good.pth")
+    Scorer.from_files(good, save_pos_table(tmp_path / "pos.pt", 32), device="cpu", cache_dir=cache)
+    entries = sorted(cache.iterdir())
+    assert len(entries) == 1
     torch.save({"model_state_dict": make(marker), "epoch": 0}, path)
     with pytest.raises(UnsafeCheckpointError, match="refused"):
-        Scorer.from_files(path, device="cpu", cache_dir=tmp_path / "cache")
+        Scorer.from_files(path, device="cpu", cache_dir=cache)
     assert not marker.exists()
-    assert not list((tmp_path / "cache").glob("*")) if (tmp_path / "cache").exists() else True
+    assert sorted(cache.iterdir()) == entries  # the refused file left nothing behind
 
 
 def test_payload_hidden_inside_a_real_model_is_refused(tmp_path):

@@ -18,17 +18,36 @@ from charmcli.model import Scorer
 from charmcli.model.checkpoint import sha256_file
 from charmcli.model.scorer import image_to_tensor, official_resize
 
-from shared_paths import CONFORMANCE
+from shared_paths import CONFORMANCE, SHARED
 
 TOL = 1e-5
 
 
+SUMMARY = CONFORMANCE / "summary.json"
+
+
 def _cases():
-    summary = CONFORMANCE / "summary.json"
-    if not summary.exists():
-        return []
-    data = json.loads(summary.read_text())
-    return [(case, ds) for case in data["cases"] for ds in data["datasets"]]
+    """Every image x checkpoint of the fixture; without it, one case that says why it skips."""
+    if not SUMMARY.exists():
+        why = (
+            f"{SHARED} is absent (the shared test data sits beside the repository)"
+            if not SHARED.exists()
+            else f"{SUMMARY} is missing: test_fixture_summary_is_present fails"
+        )
+        return [pytest.param(None, None, id="no-fixture", marks=pytest.mark.skip(reason=why))]
+    data = json.loads(SUMMARY.read_text())
+    cases = [(case, ds) for case in data["cases"] for ds in data["datasets"]]
+    assert cases, f"{SUMMARY} lists no cases"
+    return cases
+
+
+def test_fixture_summary_is_present():
+    """With ../shared beside the repository, a missing fixture is a failure, not a quiet skip."""
+    if not SHARED.exists():
+        pytest.skip(f"{SHARED} is absent (the shared test data sits beside the repository)")
+    assert SUMMARY.is_file(), f"{SUMMARY} is missing although {SHARED} is present"
+    data = json.loads(SUMMARY.read_text())
+    assert data["cases"] and data["datasets"] and data["checkpoints"]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@
 * :func:`fingerprint`: size, mtime_ns, mode and sha256 of files, to compare before/after;
 * :class:`WriteGuard`: refuses, and records, any attempt to write an input file in-process;
 * :class:`ForkServer`: a pre-imported interpreter that forks real ``charm`` processes in
-  milliseconds, so tests can SIGKILL/SIGINT many runs without paying torch's import each time.
+  milliseconds, so tests can SIGKILL/SIGINT many runs without paying torch's import each time;
+  its runs get SIGINT at its default whatever pytest inherited, and may hold at a
+  :class:`GateSpec` (``rel_gates``) so that the test, not the machine's speed, picks the moment.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 
 # -- photos -------------------------------------------------------------------------------------
@@ -180,11 +183,19 @@ class WriteGuard:
 
 _DRIVER = r"""
 import json, os, signal, sys, traceback
+# Whatever pytest inherited (``nohup``, ``trap '' INT``, a background job or CI runner that
+# ignores SIGINT), the runs under test get what a charm started from a terminal has: SIGINT
+# raising KeyboardInterrupt. An ignored SIGINT would survive fork() and the Ctrl-C tests
+# would wait for an interrupt that never comes.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import torch  # the expensive part, paid once: every forked run starts warm
 torch.set_num_threads(1)
 import charmcli.cli, charmcli.model, charmcli.pipeline, charmcli.library.decode  # noqa: F401
+import charmcli.model.scorer  # noqa: F401 - a gate may wrap Scorer.from_files
 from charmcli.cli import main
-print(json.dumps({"ready": os.getpid()}), flush=True)
+import rel_gates
+sigint = "default" if signal.getsignal(signal.SIGINT) is signal.default_int_handler else "other"
+print(json.dumps({"ready": os.getpid(), "sigint": sigint}), flush=True)
 for line in sys.stdin:
     req = json.loads(line)
     if req["op"] == "wait":
@@ -208,6 +219,7 @@ for line in sys.stdin:
             os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
             os.environ.update(req["env"])
             sys.argv = ["charm", *req["args"]]
+            rel_gates.install(req.get("gate"))
             started = True
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             code = 0
@@ -240,10 +252,11 @@ class ForkServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _DRIVER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            env={**env, "PYTHONPATH": str(REPO)}, cwd=str(REPO),
+            env={**env, "PYTHONPATH": os.pathsep.join((str(REPO), str(HERE)))}, cwd=str(REPO),
         )  # fmt: skip
         ready = self._reply(timeout=120)
         assert "ready" in ready, ready
+        assert ready["sigint"] == "default", "the forked runs would not see Ctrl-C"
         self._n = 0
 
     def _reply(self, timeout: float) -> dict[str, Any]:
@@ -262,12 +275,18 @@ class ForkServer:
         self.proc.stdin.flush()
         return self._reply(timeout)
 
-    def start(self, args: list[str], env: dict[str, str], out_dir: Path) -> tuple[int, Path, Path]:
+    def start(
+        self, args: list[str], env: dict[str, str], out_dir: Path, gate: GateSpec | None = None
+    ) -> tuple[int, Path, Path]:
+        """Fork ``charm args…``; with ``gate``, the run holds at that point (see ``rel_gates``)."""
         self._n += 1
         out, err = out_dir / f"run{self._n}.out", out_dir / f"run{self._n}.err"
-        pid = self._send(
-            {"op": "run", "args": [str(a) for a in args], "env": env, "stdout": str(out), "stderr": str(err)}
-        )["pid"]
+        request: dict[str, Any] = {
+            "op": "run", "args": [str(a) for a in args], "env": env, "stdout": str(out), "stderr": str(err),
+        }  # fmt: skip
+        if gate is not None:
+            request["gate"] = gate.request()
+        pid = self._send(request)["pid"]
         return pid, out, err
 
     def wait(self, pid: int, timeout: float = 120) -> dict[str, Any]:
@@ -288,6 +307,49 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class GateSpec:
+    """Where a forked run holds (``at``, ``nth``: see ``rel_gates``) and the folder it reports in.
+
+    :meth:`wait` returns once the run is held there; :meth:`release` lets it go on.
+    """
+
+    def __init__(self, folder: Path, at: str, nth: int = 1) -> None:
+        self.folder, self.at, self.nth = folder, at, nth
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("reached", "release"):
+            (folder / name).unlink(missing_ok=True)
+
+    def request(self) -> dict[str, Any]:
+        return {"at": self.at, "nth": self.nth, "folder": str(self.folder)}
+
+    def wait(self, pid: int, timeout: float = 120) -> str:
+        """Block until the run ``pid`` is held at the gate; what it wrote (point, hit, thread).
+
+        ``timeout`` only bounds a broken run (one that never gets there): reaching the gate is
+        the run's doing, whatever the machine's speed. A run that ends first fails the test.
+        """
+        reached = self.folder / "reached"
+        deadline = time.monotonic() + timeout
+        while not reached.exists():
+            assert _running(pid), f"the run ended before reaching the {self.at} gate #{self.nth}"
+            assert time.monotonic() < deadline, f"the run never reached the {self.at} gate #{self.nth}"
+            time.sleep(0.01)
+        return reached.read_text().strip()
+
+    def release(self) -> None:
+        (self.folder / "release").touch()
+
+
+def _running(pid: int) -> bool:
+    """Is ``pid`` still running? (A forked run is the fork server's child, so not ours to
+    ``waitpid``; once it exits it is a zombie until the server reaps it: Linux's /proc says so.)"""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def wait_for_lines(path: Path, n: int, timeout: float) -> int:

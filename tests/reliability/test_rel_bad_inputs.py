@@ -224,7 +224,8 @@ def test_non_utf8_names_survive_every_command(cli, model_args, tmp_path):
     assert photo in {r["path"] for r in json.loads(top.stdout)}
     csv_out = cli("top", "--csv")
     assert csv_out.exit_code == 0 and os.fsencode(photo) in csv_out.stdout_bytes
-    human = cli("top")
+    # A console wide enough for the whole path, however long the temporary folder's name is.
+    human = cli("top", env={"COLUMNS": str(len(photo) + 120)})
     assert human.exit_code == 0 and "caf\\xe9 \\xff.jpg" in human.stdout
     exported = cli("top", "--export", tmp_path / "out")
     assert exported.exit_code == 0, exported.stderr

@@ -91,7 +91,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_named_steps():
-    assert [m.name for m in MIGRATIONS] == ["initial"] and SCHEMA_VERSION == 1
+    assert [m.name for m in MIGRATIONS] == ["initial", "decisions"] and SCHEMA_VERSION == 2  # decisions: issue 14
 
 
 def test_both_schemas_upsert_by_their_keys(store):
