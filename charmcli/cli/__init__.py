@@ -6,10 +6,13 @@ layers below the CLI, never this package or each other upwards):
 * :mod:`.score`: ``score``, ``compare`` (the commands that run the model);
 * :mod:`.query`: ``top``, ``show``, ``stats``, ``forget`` (reading the database);
 * :mod:`.cull`: ``groups``, ``rate``, ``report`` (culling what is scored, no torch);
+* :mod:`.review`: ``review`` (the browser culling desk of :mod:`charmcli.review`);
+* :mod:`.cluster`: ``cluster`` (Ray Data runs of :mod:`charmcli.cluster`);
 * :mod:`.models`: ``models``, ``models download``;
 * :mod:`.options`: shared options, checks that run before torch, ``--json`` output, 80-column tables.
 
-A new command group (``cluster``, ``review``, …) is one more module here and one line below.
+A new command group is one more module here and one line below; the packages it drives
+(:mod:`charmcli.review`, :mod:`charmcli.cluster`, …) never import the CLI.
 
 Conventions every command follows:
 
@@ -31,8 +34,7 @@ from typing import Annotated
 import typer
 
 from charmcli import __version__
-from charmcli.cli import cluster, cull, models, query, score
-from charmcli.review import cli as review
+from charmcli.cli import cluster, cull, models, query, review, score
 
 app = typer.Typer(
     name="charm",

@@ -9,6 +9,6 @@ Layout (imports only downward, nothing here imports torch):
   folder (never beside the photos), plus the full-size and explain renderings;
 * :mod:`.app` — the HTTP face: token gate, host check, routes (photo ids in, never paths);
 * :mod:`.server` — loopback socket, uvicorn, clean shutdown;
-* :mod:`.cli` — the Typer command;
+* the Typer command is :mod:`charmcli.cli.review` (the CLI sits above this package);
 * ``static/`` — the page: plain HTML/CSS/JS, vendored, no build step, nothing from a CDN.
 """

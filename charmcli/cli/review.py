@@ -1,4 +1,4 @@
-"""``charm review``: the command. Glue only: validate, open the store, build the desk, serve."""
+"""``charm review``: the command. Glue only: validate, open the store, build the desk (:mod:`charmcli.review`), serve."""
 
 from __future__ import annotations
 
