@@ -17,7 +17,8 @@ weights were trained with them:
 
 * the frequency metric is the mean of ``20*log10|fftshift(fft2(cell))|`` over the whole
   3x28x28 cell computed with ``torch.fft`` in float32, so any exact zero in the spectrum
-  (flat cells, zero padding) gives ``-inf``;
+  (flat cells, zero padding) gives ``-inf`` (which bins are exactly zero depends on the CPU's
+  FFT kernels, see :func:`frequency_metric`);
 * selection is a *stable* ascending sort, the last 64 kept, so among ties the higher cell
   indices win;
 * high-resolution tokens are emitted cell by cell (TL, TR, BL, BR) but their position rows are
@@ -217,6 +218,18 @@ def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
       every share is a whole number of steps (:func:`_rows_without_tails`);
     * ``fftshift`` is then 8 block copies of the magnitudes, and ``mean`` sums the very same
       values in the very same order.
+
+    The bits also depend on the machine, for the official code as much as for this one: torch's
+    CPU FFT is oneMKL's, which runs its AVX-512 or AVX2 DFT kernels on Intel CPUs and its generic
+    ones on AMD (or on any x86 CPU under ``MKL_CBWR=COMPATIBLE``). The kernels differ in the last
+    bits, so near-zero bins turn into exact zeros (``-inf``) on one and not on another, and now and
+    then a kept cell changes; on 16 test photos one cell in ~1,000 kept cells did. What holds on
+    every CPU is that this function equals the official per-cell code run in the same process; the
+    conformance fixtures come from an AMD machine and the tests pin the generic path to reproduce
+    them (``tests/conftest.py``). Production leaves MKL on AUTO: its CNR mode is process-wide and
+    fixed at MKL's first call, and the generic path makes the network's matrix products about 4x
+    slower. Set ``MKL_CBWR=COMPATIBLE`` before starting charm for CPU-independent tokens (e.g. a
+    cluster of mixed CPUs, or a GPU run where the network does not use MKL).
 
     Call it on bounded batches (see :data:`_BAND_CELLS`).
     """

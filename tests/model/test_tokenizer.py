@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -233,3 +237,45 @@ def test_metric_bits_do_not_depend_on_the_thread_count():
         torch.set_num_threads(before)
     assert all(torch.equal(results[0], r) for r in results[1:])
     assert torch.equal(results[0][:5], torch.stack([frequency_metric(c[None])[0] for c in cells[:5]]))
+
+
+_PRODUCTION_MODE_CHECK = r"""
+import json, os, torch
+from charmcli.model.tokenizer import CharmTokenizer, PositionTable
+
+def per_cell(image):  # the official expression, one strided view of the padded image at a time
+    _, h, w = image.shape
+    return torch.stack([
+        (20 * torch.log10(torch.abs(torch.fft.fftshift(torch.fft.fft2(image[:, y:y + 28, x:x + 28]))))).mean()
+        for y in range(0, h - 27, 28) for x in range(0, w - 27, 28)
+    ])
+
+tok = CharmTokenizer(PositionTable(torch.randn(1, 1 + 37 * 37, 4)), 1025)
+checked = []
+for threads in (1, 3):
+    torch.set_num_threads(threads)
+    for seed, (rows, cols) in enumerate([(20, 24), (33, 17)]):
+        g = torch.Generator().manual_seed(seed)
+        pixels = (torch.rand(3, rows * 28, cols * 28, generator=g) * 255).round().to(torch.uint8)
+        pixels[:, :56, :84] = 200  # flat cells: exact zeros in the spectrum
+        pixels[:, 100:300:7, :] = 0  # structured cells
+        t = tok(pixels)
+        ref = per_cell(pixels.float() / 255)
+        kept = torch.sort(ref, stable=True).indices[-64:].sort().values
+        checked.append([threads, rows, cols, torch.equal(t.frequency, ref), torch.equal(t.kept_cells, kept),
+                        int(torch.isinf(ref).sum())])
+print(json.dumps({"mkl_cbwr": os.environ.get("MKL_CBWR"), "checked": checked}))
+"""
+
+
+def test_metric_matches_the_per_cell_code_in_the_production_mkl_mode():
+    """The suite pins MKL's generic FFT path (tests/conftest.py); production runs MKL on AUTO,
+    i.e. its AVX2 / AVX-512 kernels on Intel. charm must equal the official per-cell code there too:
+    the batched FFT, the contiguous ``hypot`` and the vector-step padding hold for either ISA."""
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    run = subprocess.run([sys.executable, "-c", _PRODUCTION_MODE_CHECK], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["mkl_cbwr"] is None
+    assert len(result["checked"]) == 4 and all(r[5] > 0 for r in result["checked"])  # -inf cells were exercised
+    assert all(same_metric and same_kept for _, _, _, same_metric, same_kept, _ in result["checked"]), result
