@@ -227,7 +227,7 @@ def frequency_metric(cells: torch.Tensor) -> torch.Tensor:
     every CPU is that this function equals the official per-cell code run in the same process; the
     conformance fixtures come from an AMD machine and the tests pin the generic path to reproduce
     them (``tests/conftest.py``). Production leaves MKL on AUTO: its CNR mode is process-wide and
-    fixed at MKL's first call, and the generic path makes the network's matrix products about 4x
+    fixed at MKL's first call, and the generic path makes the network's matrix products 2-4x
     slower. Set ``MKL_CBWR=COMPATIBLE`` before starting charm for CPU-independent tokens (e.g. a
     cluster of mixed CPUs, or a GPU run where the network does not use MKL).
 
