@@ -150,8 +150,13 @@ def score(
             if summary.model
             else ""
         )
+        kept = (
+            f" ({summary.already_failed} as errors; --retry-failed retries them)"
+            if summary.already_failed
+            else ""
+        )
         console.print(
-            f"{head}{summary.scored} scored, {summary.failed} failed, {summary.already} already done "
+            f"{head}{summary.scored} scored, {summary.failed} failed, {summary.already} already done{kept} "
             f"in {summary.seconds:.1f} s{model_part}"
         )
     raise typer.Exit(130 if summary.interrupted else 1 if summary.failed else 0)
