@@ -249,6 +249,8 @@ def _build(ray: Any, job: ClusterJob, the_plan: Plan, summary: JobSummary) -> An
     resources = ray.cluster_resources()
     gpus = 0.0 if job.options.device == "cpu" else float(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
+    if job.options.device.startswith("cuda") and not gpus:
+        raise FatalError(f"--device {job.options.device}: this Ray cluster has no GPU; use --device auto or cpu")
     net_workers = job.gpu_workers or (max(1, int(gpus)) if gpus else 1)
     cpu_workers = job.cpu_workers or max(1, cpus - (0 if gpus else net_workers))
     summary.cpu_workers, summary.gpu_workers, summary.gpus = cpu_workers, net_workers, gpus
