@@ -119,7 +119,7 @@ def section_e2e(work: Path, checkpoint: Path, photos: list[Path], repeats: int) 
               f"({summary['cpu_workers']} CPU + {summary['gpu_workers']} network workers)")  # fmt: skip
     print()
     a, b = med(local_s), med(cluster_s)
-    table(["command", "wall s (median)", "images/s", "ratio"],
+    table(["command", "wall s (median)", "images/s", "speed vs charm score"],
           [["charm score", f"{a:.1f}", f"{n / a:.2f}", "1.00x"],
            ["charm cluster score (local Ray)", f"{b:.1f}", f"{n / b:.2f}", f"{a / b:.2f}x"]])  # fmt: skip
     print()

@@ -99,8 +99,13 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")] = False,
 ) -> None:
     """Score every photo under INPUT... into Parquet files in --output; a re-run scores only what is missing."""
-    options = score_options(model, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
-                            retry_failed=retry_failed, batch_size=batch_size)  # fmt: skip
+    # The network runs on the workers: this machine (a head node, a laptop driving a cluster) need
+    # not have the GPU that --device cuda asks of them, so only its spelling is checked here.
+    on_workers = re.fullmatch(r"cuda(:\d+)?", device) is not None
+    options = score_options(model, checkpoint, pos_embed, "auto" if on_workers else device, exact=exact,
+                            max_side=max_side, max_pixels=max_pixels, retry_failed=retry_failed,
+                            batch_size=batch_size)  # fmt: skip
+    options.device = device
     if address is not None and not _ADDRESS_RE.match(address):
         fail(f"invalid --address {address!r}; use auto, ray://HOST:PORT or HOST:PORT")
     if address is not None and num_cpus is not None:
@@ -150,8 +155,13 @@ def score(
             if summary.model
             else ""
         )
+        kept = (
+            f" ({summary.already_failed} as errors; --retry-failed retries them)"
+            if summary.already_failed
+            else ""
+        )
         console.print(
-            f"{head}{summary.scored} scored, {summary.failed} failed, {summary.already} already done "
+            f"{head}{summary.scored} scored, {summary.failed} failed, {summary.already} already done{kept} "
             f"in {summary.seconds:.1f} s{model_part}"
         )
     raise typer.Exit(130 if summary.interrupted else 1 if summary.failed else 0)

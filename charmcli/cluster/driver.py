@@ -60,6 +60,7 @@ class Plan:
 class JobSummary:
     listed: int = 0
     already: int = 0  #: rows DIR held before this run (ok + kept errors)
+    already_failed: int = 0  #: of ``already``: error rows kept (``--retry-failed`` retries them)
     scored: int = 0
     failed: int = 0
     seconds: float = 0.0
@@ -138,6 +139,7 @@ def run(
     out, options = the_plan.out, job.options
     summary = JobSummary(listed=len(the_plan.listing.paths) + len(the_plan.listing.problems))
     summary.already = the_plan.done_ok + the_plan.done_failed
+    summary.already_failed = the_plan.done_failed
     if not the_plan.todo:
         check_identity(out, options, None)  # cheap: a finished job must not hide a changed model
     if the_plan.problems:  # nothing to compute: written by the driver, no Ray needed
@@ -247,6 +249,8 @@ def _build(ray: Any, job: ClusterJob, the_plan: Plan, summary: JobSummary) -> An
     resources = ray.cluster_resources()
     gpus = 0.0 if job.options.device == "cpu" else float(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
+    if job.options.device.startswith("cuda") and not gpus:
+        raise FatalError(f"--device {job.options.device}: this Ray cluster has no GPU; use --device auto or cpu")
     net_workers = job.gpu_workers or (max(1, int(gpus)) if gpus else 1)
     cpu_workers = job.cpu_workers or max(1, cpus - (0 if gpus else net_workers))
     summary.cpu_workers, summary.gpu_workers, summary.gpus = cpu_workers, net_workers, gpus

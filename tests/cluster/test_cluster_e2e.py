@@ -107,7 +107,9 @@ def test_cluster_score_resume_after_kill_and_import(cli, tmp_path):
     again = cli("cluster", "score", *args, "--json")
     assert again.exit_code == 0, again.stderr
     summary = json.loads(again.stdout)
-    assert (summary["scored"], summary["failed"], summary["already"]) == (0, 0, total)
+    assert (summary["scored"], summary["failed"], summary["already"], summary["already_failed"]) == (
+        0, 0, total, len(BAD))  # fmt: skip
+    assert "--retry-failed retries them" in again.stderr
     assert sorted(p.name for p in out.glob("part-*.parquet")) == files_before
 
     db = tmp_path / "cluster.db"
