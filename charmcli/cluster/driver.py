@@ -219,6 +219,11 @@ def _start_ray(job: ClusterJob) -> Any:
         "logging_level": logging.INFO if _verbose() else logging.ERROR,
         "configure_logging": True,
     }
+    # Workers on other machines do not inherit this shell: pass on the settings that change bits
+    # (MKL_CBWR=COMPATIBLE makes tokens the same on every x86 CPU, see tokenizer.frequency_metric).
+    env_vars = {k: os.environ[k] for k in ("MKL_CBWR",) if k in os.environ}
+    if env_vars:
+        common["runtime_env"] = {"env_vars": env_vars}
     try:
         if job.address is None:
             ray.init(address="local", num_cpus=job.num_cpus, **common)
