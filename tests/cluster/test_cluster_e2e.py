@@ -85,7 +85,8 @@ def test_cluster_score_resume_after_kill_and_import(cli, tmp_path):
     env.pop("CHARM_CLUSTER_TEST_HANG_AFTER_PARTS")
     resumed = _cluster(args, env)
     _stdout, stderr = resumed.communicate(timeout=900)
-    assert resumed.returncode == 1, stderr  # 1: some files failed (the bad ones)
+    assert resumed.returncode == 1, stderr  # 1: some files failed (4 bad files, at most 3 rows before the kill)
+    before_kill = {r["path"] for r in after_kill}
     assert f"{total - HANG_AFTER} to score, {HANG_AFTER} already" in stderr
     rows = _rows(out)
     assert sorted(r["path"] for r in rows) == sorted(events)  # exactly one row per image
@@ -101,7 +102,8 @@ def test_cluster_score_resume_after_kill_and_import(cli, tmp_path):
         else:
             assert row["status"] == "error" and row["score"] is None
             assert row["error"] == ref_event["error"]  # charm's own one-line message
-            assert f"error {row['path']}: {row['error']}" in stderr
+            if row["path"] not in before_kill:  # which rows Ray wrote before the kill is its choice
+                assert f"error {row['path']}: {row['error']}" in stderr
 
     files_before = sorted(p.name for p in out.glob("part-*.parquet"))
     again = cli("cluster", "score", *args, "--json")
