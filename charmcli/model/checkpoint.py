@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ import torch
 
 from charmcli.model.activations import AADB_ATTRIBUTES, read_activation
 from charmcli.model.errors import CheckpointError
+from charmcli.model.files import sha256_file
 from charmcli.model.safe_pickle import StandIn, safe_unpickle
 
 CONVERTED_FORMAT = "charm-timm-2"
@@ -312,14 +312,6 @@ def convert_official(path: Path) -> tuple[dict[str, torch.Tensor], NetworkConfig
 # ---------------------------------------------------------------------------------------------
 # Converted (safetensors) files and the cache
 
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file (identifies a checkpoint in caches and in the score database)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_converted(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from typing import Literal
@@ -26,3 +27,12 @@ def weights_format(path: os.PathLike[str] | str) -> WeightsFormat | None:
     if len(head) == 9 and 1 < int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{":
         return "safetensors"
     return None
+
+
+def sha256_file(path: os.PathLike[str] | str, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file: what identifies a checkpoint in caches and in the score database."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

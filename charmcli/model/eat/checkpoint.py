@@ -26,6 +26,7 @@ import torch
 
 from charmcli.model.eat.network import DatConfig, EatNet, relative_index, shift_mask
 from charmcli.model.errors import EAT_WEIGHTS_URL, CheckpointError, UnsafeCheckpointError
+from charmcli.model.files import sha256_file
 
 
 def load_arch_config(path: Path | None, num_classes: int) -> DatConfig:
@@ -67,13 +68,6 @@ def config_digest(cfg: DatConfig) -> str:
     text = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
