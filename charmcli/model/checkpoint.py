@@ -33,7 +33,7 @@ import torch
 
 from charmcli.model.activations import AADB_ATTRIBUTES, read_activation
 from charmcli.model.errors import CheckpointError
-from charmcli.model.files import sha256_file
+from charmcli.model.files import sha256_file, weights_format
 from charmcli.model.safe_pickle import StandIn, safe_unpickle
 
 CONVERTED_FORMAT = "charm-timm-2"
@@ -360,13 +360,9 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     digest = sha256_file(path)
-    with open(path, "rb") as f:
-        magic = f.read(8)
-    if not zipfile.is_zipfile(path) and len(magic) == 8:
-        header_len = int.from_bytes(magic, "little")
-        if 0 < header_len < 100_000_000:  # safetensors: 8-byte header length, then JSON
-            state, cfg, _ = load_converted(path)
-            return state, cfg, digest
+    if weights_format(path) == "safetensors":
+        state, cfg, _ = load_converted(path)
+        return state, cfg, digest
     cached = cache_dir / f"{digest}.safetensors" if cache_dir else None
     if cached is not None and cached.is_file():
         try:
