@@ -5,7 +5,8 @@ place a library would write into the user's home — ``HOME``, the XDG folders (
 database, picture and converted-checkpoint caches), the Hugging Face hub, Ray's temp and token
 folders, Chromium's profile and crash folders, ``TMPDIR`` — points into one fresh folder of this run
 (:data:`RUN_DIR`). It is removed when the run passes and kept (its path printed) when it fails. At
-the end the real home is compared with a listing taken before: anything new there fails the run.
+the end the real home is compared with a listing taken before: anything new there fails the run
+in CI (and is a warning elsewhere, where other programs may be writing there meanwhile).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ for _name, _path in _RUN_ENV.items():
     _path.mkdir(parents=True, exist_ok=True)
     os.environ[_name] = str(_path)
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["CHARM_TEST_RUN_DIR"], os.environ["CHARM_TEST_REAL_HOME"] = str(RUN_DIR), str(REAL_HOME)  # for tests
 #: A developer's own settings that would send the tests to other files or to the network.
 _DEVELOPER_VARS = ("CHARM_CHECKPOINT", "CHARM_POS_EMBED", "CHARM_DB", "CHARM_MODELS_DIR", "HF_HUB_CACHE",
                    "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "RAY_ADDRESS")  # fmt: skip
@@ -208,11 +210,13 @@ def pytest_make_collect_report(collector):
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    """Fail the run if the real home gained anything; drop this run's tree when all passed."""
+    """The real home gained something: a failure in CI, a warning elsewhere (where other programs
+    may write there meanwhile). This run's tree is removed when everything passed."""
     added = sorted(_home_listing() - _HOME_BEFORE)
     if added:
         session.config.stash[_HOME_ADDED] = added
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if _in_ci():
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if session.exitstatus == pytest.ExitCode.OK:
         shutil.rmtree(RUN_DIR, ignore_errors=True)
 
@@ -220,7 +224,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     added = config.stash.get(_HOME_ADDED, None)
     if added:
-        terminalreporter.write_line(f"FAILED: the run wrote into the real home {REAL_HOME}: {', '.join(added)}", red=True)
+        verdict = "FAILED" if _in_ci() else "warning (a failure in CI)"
+        terminalreporter.write_line(f"{verdict}: new in the real home {REAL_HOME}: {', '.join(added)}", red=True)
     if RUN_DIR.exists():
         terminalreporter.write_line(f"this run's home, caches and temporary files are kept in {RUN_DIR}")
 
