@@ -15,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from charmcli.cli import app
+from charmcli.model.registry import MODELS
 from charmcli.store import Store
 
 SMALL = ["--max-side", "256"]
@@ -218,12 +219,13 @@ def test_show_finds_a_copy_by_content_and_says_when_unknown(cli, scored, library
 
 def test_models_lists_and_download_offline_fails_in_one_line(cli):
     rows = json.loads(cli("models", "--json").stdout)
-    assert {r["name"] for r in rows} >= {"aadb", "para", "ava"}
+    assert sorted(r["name"] for r in rows) == sorted(MODELS)  # every model the registry knows
     assert all(r["cached"] is False for r in rows)  # private, empty hub cache
     assert "aadb (default)" in cli("models").stdout
-    result = cli("models", "download", "aadb")
-    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
-    assert "aadb_charm.pth" in result.stderr
+    for name, spec in MODELS.items():
+        result = cli("models", "download", name)
+        assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0, (name, result.stderr)
+        assert spec.filename in result.stderr, name
     assert "charm models download" not in result.stderr  # never "run the command you just ran"
     assert cli("models", "download", "nope").exit_code == 2
 
