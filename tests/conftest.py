@@ -11,6 +11,7 @@ in CI (and is a warning elsewhere, where other programs may be writing there mea
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -211,13 +212,25 @@ def pytest_make_collect_report(collector):
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     """The real home gained something: a failure in CI, a warning elsewhere (where other programs
-    may write there meanwhile). This run's tree is removed when everything passed."""
+    may write there meanwhile). A failed session keeps this run's tree (for a look at its files)."""
     added = sorted(_home_listing() - _HOME_BEFORE)
     if added:
         session.config.stash[_HOME_ADDED] = added
         if _in_ci():
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if session.exitstatus == pytest.ExitCode.OK:
+    if session.exitstatus != pytest.ExitCode.OK:
+        _KEEP.append(session.exitstatus)
+
+
+_KEEP: list[int] = []  # the exit status of each failed session in this process (pytest.main can run twice)
+_CREATOR = os.getpid()
+
+
+@atexit.register
+def _remove_run_dir() -> None:
+    """At exit, not at session end: a tool may run pytest.main more than once in one process. A
+    forked child (a Ray worker, a mutation-testing fork) leaves the tree to the process that made it."""
+    if os.getpid() == _CREATOR and not _KEEP:
         shutil.rmtree(RUN_DIR, ignore_errors=True)
 
 
@@ -226,7 +239,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if added:
         verdict = "FAILED" if _in_ci() else "warning (a failure in CI)"
         terminalreporter.write_line(f"{verdict}: new in the real home {REAL_HOME}: {', '.join(added)}", red=True)
-    if RUN_DIR.exists():
+    if _KEEP:
         terminalreporter.write_line(f"this run's home, caches and temporary files are kept in {RUN_DIR}")
 
 
