@@ -462,7 +462,7 @@ def report(
     records = sel.records
     found = _groups_of(records, gap, similarity, chain)
     rows = sel.by_id
-    meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "model")} for r in records}
+    meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "camera_model")} for r in records}
     sidecar = _sidecar_stars([str(r.path) for r in records])
     stars = {r.id: sidecar[str(r.path)] for r in records if str(r.path) in sidecar}
     for r in records:  # no readable sidecar rating: what charm last wrote, if a rating

@@ -105,7 +105,7 @@ def entries_from(
 ) -> list[ReportEntry]:
     """Build sheet entries from scored records (unscored ones are skipped).
 
-    ``meta`` maps id → ``{"date_taken", "make", "model"}`` (the library's metadata). Ranks are
+    ``meta`` maps id → ``{"date_taken", "make", "camera_model"}`` (the library's metadata). Ranks are
     within ``records``; percentiles default to within ``records`` too, pass library-wide ones
     (``percentile_rank(selection, reference=library)``) for calibrated values.
     """
@@ -126,7 +126,7 @@ def entries_from(
                 percentile=percentiles.get(r.id) if percentiles is not None else float(pcts[i]),  # type: ignore[index]
                 stars=(stars or {}).get(r.id),
                 date=_str_or_none(info.get("date_taken")),
-                camera=camera_name(_str_or_none(info.get("make")), _str_or_none(info.get("model"))),
+                camera=camera_name(_str_or_none(info.get("make")), _str_or_none(info.get("camera_model"))),
                 group=None if g is None else g.index,
                 group_size=1 if g is None else g.size,
                 best=g is not None and g.size > 1 and g.best is r,

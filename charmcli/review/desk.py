@@ -147,7 +147,7 @@ class Desk:
                 "rating": made.get("rating"),
                 "label": made.get("label"),
                 "date_taken": row["date_taken"],
-                "camera": camera_name(row["make"], row["model"]),
+                "camera": camera_name(row["make"], row["camera_model"]),
                 "lens": row["lens"],
                 "width": row["width"],
                 "height": row["height"],
