@@ -105,10 +105,9 @@ def test_both_schemas_upsert_by_their_keys(store):
     row = store.photo_by_path("/p/a.jpg")
     assert (row["first_seen"], row["last_seen"]) == ("t1", "t2")  # first_seen survives the upsert
     assert store.score_for("ab" * 32, "aadb", "c" * 64, "max1024")["score"] == 0.7
-    with pytest.raises(sqlite3.IntegrityError):  # the path stays unique
-        with store.transaction() as conn:
-            conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) "
-                         "VALUES ('/p/a.jpg', 1, 1, 'x', 't', 't')")  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as conn:  # the path stays unique
+        conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) "
+                     "VALUES ('/p/a.jpg', 1, 1, 'x', 't', 't')")  # fmt: skip
 
 
 def test_checkpoint_memo_and_forget_on_both_schemas(store, tmp_path):
