@@ -85,10 +85,13 @@ class Store(Database):
         An item may also be a ``(row, when)`` pair, stamped with its own time (a row queued
         earlier, an imported record replaying the time it was made).
         """
-        default = when or now_iso()
         with self.transaction() as conn:
             for item in rows:
-                row, stamp = item if isinstance(item, tuple) else (item, default)
+                if isinstance(item, tuple):
+                    row, stamp = item
+                else:
+                    when = when or now_iso()  # one time for the transaction's unstamped rows
+                    row, stamp = item, when
                 sql, params = statement(row, stamp)
                 conn.execute(sql, db_params(params))
 
