@@ -1,22 +1,23 @@
 """Fit a photographer's taste: a linear model of their star ratings on stored features.
 
-Two fits, both on standardized features, both cross-validated on the user's own ratings:
+Two fits on standardized features, each measured on the user's own ratings:
 
-* **ridge**: least squares on the stars (a reject counts as 0 stars), closed form for every
-  regularization strength from one eigendecomposition per fold, so choosing it costs little;
+* **ridge**: least squares on the stars (a reject counts as 0 stars) over every feature. One
+  eigendecomposition gives every regularization strength in closed form *and* exact
+  leave-one-out predictions, so the strength is chosen by leave-one-out at little cost;
 * **rank**: a pairwise logistic (RankNet-style) loss on every pair of photos with different
-  stars, solved by Newton's method in the training fold's principal components. It only asks
-  for the right order, which is all a star rating promises (4 stars is better than 3, not
-  "one unit" better), and ignores the photographer's habits of spreading stars.
+  stars, solved by Newton's method in the rated photos' top principal components, its strength
+  chosen by 5-fold cross-validation. It only asks for the right order, which is all a star
+  rating promises (4 stars is better than 3, not "one unit" better).
 
 The columns named ``free`` (the models' own scores) are not penalized: with few ratings the fit
 leans on the generic score, and moves away from it only as far as the ratings demand.
 
-Both are measured by the Spearman correlation of out-of-fold predictions with the stars
-(pooled over the folds, so it is one number over all ratings); the better one is kept, ridge on
-a tie (simpler, and it already predicts on the star scale). The figure is for the strength the
-same folds chose, so it is slightly optimistic; the benchmark (``benchmarks/taste.py``) measures
-on photos that were never rated.
+Each is measured by the Spearman correlation of its held-out predictions with the stars (pooled
+over all ratings); the better one is kept, ridge on a tie (simpler; it already predicts on the
+star scale). Leave-one-out trains on n−1 ratings, 5-fold on 4/5 of them, which favours ridge a
+little at small n; both figures are for the strength the same held-out predictions chose, so
+slightly optimistic. ``benchmarks/taste.py`` measures on photos that were never rated.
 """
 
 from __future__ import annotations
