@@ -388,36 +388,11 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
 
 
 def _sidecar_stars(paths: Sequence[str]) -> dict[str, int]:
-    """Ratings already in XMP sidecars (``IMG.ext.xmp`` first, then ``IMG.xmp``; any case), by photo path.
+    """Stars (1..5) and rejects (-1) already in XMP sidecars, by photo path; unreadable ones are skipped."""
+    from charmcli.cull.xmp import sidecar_ratings
 
-    Each folder is listed once, so a large shoot costs one directory read, not one per photo.
-    """
-    from charmcli.cull.xmp import XmpError, read_sidecar
-
-    listings: dict[str, dict[str, str]] = {}
-    found: dict[str, int] = {}
-    for path in paths:
-        folder, name = os.path.split(path)
-        if folder not in listings:
-            try:
-                listings[folder] = {n.casefold(): n for n in os.listdir(folder)}
-            except OSError:
-                listings[folder] = {}
-        names = listings[folder]
-        stem = os.path.splitext(name)[0] if os.path.splitext(name)[1] else name
-        for candidate in (name + ".xmp", stem + ".xmp"):
-            real = names.get(candidate.casefold())
-            if real is None:
-                continue
-            try:
-                value = read_sidecar(os.path.join(folder, real))["rating"]
-                stars = round(float(value)) if value is not None else None
-            except (XmpError, OSError, ValueError):
-                stars = None
-            if stars is not None and (stars == -1 or 1 <= stars <= 5):
-                found[path] = stars
-            break
-    return found
+    found, _problems = sidecar_ratings(paths)
+    return {path: stars for path, stars in found.items() if stars == -1 or 1 <= stars <= 5}
 
 
 def report(
