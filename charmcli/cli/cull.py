@@ -10,7 +10,6 @@ model or imports torch: culling runs on stored scores and embeddings.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Hashable, Sequence
 from enum import Enum
