@@ -105,7 +105,7 @@ def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> li
 
 def group_records(records: Sequence[PhotoRecord], gap: float, similarity: float, chain: str) -> list[Group]:
     """Bursts among ``records``; ``ValueError`` for embeddings of different sizes (mixed checkpoints)."""
-    return find_groups(records, max_gap=gap, min_similarity=similarity, link=chain)
+    return find_groups(records, max_gap=gap, min_similarity=similarity, chain=chain)
 
 
 def best_of_group_paths(store: Store, flt: TopFilter, gap: float, similarity: float, chain: str) -> set[str]:
