@@ -334,7 +334,6 @@ def score_options(
             fail(f"{label} {display_path(path)}: no such file")
         if weights_format(path) is None:
             fail(f"{label} {display_path(path)}: not a PyTorch (.pth) or safetensors file")
-    _check_weights(names, checkpoint, pos_embed)
     options = ScoreOptions(
         model=(first or DEFAULT_MODEL).lower(),
         model_given=first is not None,
@@ -359,6 +358,7 @@ def score_options(
             per_model_options(options)
         except FatalError as exc:
             fail(str(exc))
+    _check_weights(names, checkpoint, pos_embed)
     return options
 
 
