@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from flag_degrade import defocus, exposure, labelled_faces, motion_blur  # noqa: E402
 
-from charmcli.flags import FLAG_NAMES, parse_limits, flag_names  # noqa: E402
+from charmcli.flags import FLAG_NAMES, flag_names, parse_limits  # noqa: E402
 from charmcli.library.decode import DecodeError, load_image  # noqa: E402
 from charmcli.library.measures import measure, measure_photo  # noqa: E402
 from charmcli.library.scan import ScanEntry, iter_files  # noqa: E402
@@ -67,6 +67,27 @@ def originals(quick: bool) -> list[tuple[str, object]]:
     return out
 
 
+def face_variants() -> list[tuple[str, object, int, int]]:
+    """Each labelled face (open, and painted shut) scaled and tilted: one person, many sizes.
+
+    Copies are placed on a plain grey canvas of 1024 x 768 px, as a portrait in a frame would be.
+    """
+    from PIL import Image
+
+    out = []
+    for name, image, open_faces, closed_faces in labelled_faces():
+        if open_faces + closed_faces != 1 or image.width < 200:
+            continue
+        for scale in (0.75, 1.5, 2.5):
+            for angle in (-8, 0, 8):
+                w, h = round(image.width * scale), round(image.height * scale)
+                copy = image.resize((w, h), Image.Resampling.BICUBIC).rotate(angle, Image.Resampling.BICUBIC)
+                canvas = Image.new("RGB", (1024, 768), (120, 120, 120))
+                canvas.paste(copy, ((1024 - w) // 2, (768 - h) // 2))
+                out.append((f"{name} x{scale:g} {angle:+d}°", canvas, open_faces, closed_faces))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limits", default="", help="override flag limits, e.g. soft_width=1.4")
@@ -87,10 +108,23 @@ def main() -> None:
         for j, length in enumerate(LENGTHS):
             angle = ANGLES[(i + j) % len(ANGLES)]
             blurred = motion_blur(image, length, angle)
-            results.append(("motion", f"{length} px", name, set(flag_names(measure(blurred).as_dict(), limits))))
+            results.append(
+                ("motion", f"{length} px", name, set(flag_names(measure(blurred).as_dict(), limits)))
+            )
         for ev in EVS:
-            results.append(("exposure", f"{ev:+g} EV", name, set(flag_names(measure(exposure(image, ev)).as_dict(), limits))))
-    eyes = [(n, set(flag_names(measure_photo(im), limits)), o, c) for n, im, o, c in labelled_faces()]
+            results.append(
+                (
+                    "exposure",
+                    f"{ev:+g} EV",
+                    name,
+                    set(flag_names(measure(exposure(image, ev)).as_dict(), limits)),
+                )
+            )
+    eyes = []
+    for n, im, o, c in labelled_faces() + face_variants():
+        values = measure_photo(im)
+        found = f"{values['faces']} / {values['eyes_closed']} / {values['small_faces']}"
+        eyes.append((n, set(flag_names(values, limits)), o, c, found))
     elapsed = time.perf_counter() - t0
 
     def truth(kind: str, level: str, flag: str) -> bool | None:
@@ -120,7 +154,7 @@ def main() -> None:
             fp += (not t) and flag in flags
             fn += t and flag not in flags
         if flag == "eyes-closed":
-            for _n, flags, _open, closed in eyes:
+            for _n, flags, _open, closed, _found in eyes:
                 t = closed > 0
                 pos, neg = pos + t, neg + (not t)
                 tp += t and flag in flags
@@ -147,12 +181,12 @@ def main() -> None:
     flagged = [(n, sorted(f)) for k, _lvl, n, f in results if k == "original" and f]
     print(f"Originals with any flag: {flagged or 'none'}")
     print()
-    print("Eye set (tests/data/faces):")
+    print("Eye set (tests/data/faces, then scaled and tilted copies of its one usable face):")
     print()
-    print("| image | faces open / closed (label) | flags |")
-    print("| --- | --- | --- |")
-    for n, flags, o, c in eyes:
-        print(f"| {n} | {o} / {c} | {', '.join(sorted(flags)) or '-'} |")
+    print("| image | label: faces open / closed | found: judged / eyes closed / too small | flags |")
+    print("| --- | --- | --- | --- |")
+    for n, flags, o, c, found in eyes:
+        print(f"| {n} | {o} / {c} | {found} | {', '.join(sorted(flags)) or '-'} |")
     print()
     print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.1f}")
 

@@ -88,12 +88,21 @@ def evaluate(measures: Mapping[str, object] | None, limits: Limits = DEFAULT_LIM
         if _num(m, "textured_tiles") == 0:
             out.append(Flag("soft", "soft: no sharp detail anywhere in the frame"))
         else:
-            out.append(Flag("soft", f"soft: sharpest region blurred {width:.1f} px (limit {limits.soft_width:g})"))
+            out.append(
+                Flag("soft", f"soft: sharpest region blurred {width:.1f} px (limit {limits.soft_width:g})")
+            )
 
     ratio, smear = _num(m, "motion_ratio"), _num(m, "motion_width")
-    if ratio is not None and smear is not None and ratio >= limits.motion_ratio and smear >= limits.motion_width:
+    if (
+        ratio is not None
+        and smear is not None
+        and ratio >= limits.motion_ratio
+        and smear >= limits.motion_width
+    ):
         angle = _num(m, "motion_angle") or 0.0
-        out.append(Flag("motion-blur", f"motion blur: smeared {smear:.1f} px at {angle:.0f}°, {ratio:.1f}x across"))
+        out.append(
+            Flag("motion-blur", f"motion blur: smeared {smear:.1f} px at {angle:.0f}°, {ratio:.1f}x across")
+        )
 
     highlights, brightness = _num(m, "highlights"), _num(m, "brightness")
     if highlights is not None and highlights >= limits.over_highlights:
@@ -108,11 +117,17 @@ def evaluate(measures: Mapping[str, object] | None, limits: Limits = DEFAULT_LIM
         and white < limits.under_white
         and brightness < limits.under_brightness
     ):
-        out.append(Flag("underexposed", f"underexposed: brightest parts reach only {white:.0%}, mean {brightness:.0%}"))
+        out.append(
+            Flag(
+                "underexposed", f"underexposed: brightest parts reach only {white:.0%}, mean {brightness:.0%}"
+            )
+        )
 
     faces, closed = _num(m, "faces"), _num(m, "eyes_closed")
     if faces and closed is not None and closed >= limits.eyes_closed_faces:
-        out.append(Flag("eyes-closed", f"eyes closed: {int(closed)} of {int(faces)} face{'s' if faces != 1 else ''}"))
+        out.append(
+            Flag("eyes-closed", f"eyes closed: {int(closed)} of {int(faces)} face{'s' if faces != 1 else ''}")
+        )
     return out
 
 

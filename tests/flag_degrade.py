@@ -22,7 +22,7 @@ def defocus(image: Image.Image, sigma: float) -> Image.Image:
 
 def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
     """Normalised line kernel: a straight smear of ``length`` px at ``angle_deg`` (counter-clockwise)."""
-    size = int(math.ceil(length)) | 1
+    size = math.ceil(length) | 1
     scale = 8  # draw large, then average down: an anti-aliased line
     big = Image.new("F", (size * scale, size * scale), 0.0)
     c = size * scale / 2
@@ -78,7 +78,11 @@ def close_eyes(image: Image.Image, eyes: list[tuple[float, float, float, float]]
         out = Image.composite(Image.new("RGB", out.size, skin), out, mask)
         lash = tuple(int(v * 0.45) for v in skin)
         ImageDraw.Draw(out).arc(
-            [cx - ew / 2, cy - eh * 0.6, cx + ew / 2, cy + eh * 0.5], 20, 160, fill=lash, width=max(1, int(eh / 5))
+            [cx - ew / 2, cy - eh * 0.6, cx + ew / 2, cy + eh * 0.5],
+            20,
+            160,
+            fill=lash,
+            width=max(1, int(eh / 5)),
         )
     return out
 

@@ -164,4 +164,10 @@ def detect(image: Image.Image, *, work_side: int = 1024) -> FaceMeasures | None:
 
 __all__ = [
     "FACE_FIELDS",
-    "FACE_SIDE", "HAVE_FACES", "MIN_EYE_FACE", "FaceMeasures", "detect", "detector_version"]
+    "FACE_SIDE",
+    "HAVE_FACES",
+    "MIN_EYE_FACE",
+    "FaceMeasures",
+    "detect",
+    "detector_version",
+]
