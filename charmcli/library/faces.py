@@ -31,6 +31,9 @@ from PIL import Image
 try:  # optional: pip install 'charmcli[faces]'
     import cv2
 
+    # charm calls this from its decode threads, beside torch's own threads: OpenCV's thread pool
+    # on top would only oversubscribe the cores.
+    cv2.setNumThreads(1)
     HAVE_FACES = True
 except ImportError:  # pragma: no cover - depends on the environment
     cv2 = None
