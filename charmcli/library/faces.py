@@ -50,6 +50,9 @@ MIN_EYE_FACE = 64
 EYE_FACE_WIDTH = 160
 #: Part of the face box searched for eyes (fractions of its height).
 EYE_BAND = (0.15, 0.6)
+#: The cascade that finds faces, the one that must confirm each, and their ``minNeighbors``.
+FACE_CASCADE, CONFIRM_CASCADE = "frontalface_default", "frontalface_alt2"
+FACE_NEIGHBORS, CONFIRM_NEIGHBORS = 5, 3
 #: Version of this procedure; with OpenCV's version it forms :func:`detector_version`.
 FACES_VERSION = "haar1"
 
@@ -111,8 +114,8 @@ def _confirmed(cascades: dict, gray: np.ndarray, box: tuple[int, int, int, int])
     pad = w // 4
     x0, y0 = max(0, x - pad), max(0, y - pad)
     roi = gray[y0 : y + h + pad, x0 : x + w + pad]
-    found = cascades["frontalface_alt2"].detectMultiScale(
-        roi, scaleFactor=1.1, minNeighbors=3, minSize=(int(w * 0.7), int(h * 0.7))
+    found = cascades[CONFIRM_CASCADE].detectMultiScale(
+        roi, scaleFactor=1.1, minNeighbors=CONFIRM_NEIGHBORS, minSize=(int(w * 0.7), int(h * 0.7))
     )
     return len(found) > 0
 
@@ -140,8 +143,8 @@ def detect(image: Image.Image, *, work_side: int = 1024) -> FaceMeasures | None:
     cascades = _cascades()
     small = _gray(image, FACE_SIDE)
     scale = min(1.0, FACE_SIDE / max(image.size))
-    boxes = cascades["frontalface_default"].detectMultiScale(
-        cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24)
+    boxes = cascades[FACE_CASCADE].detectMultiScale(
+        cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=FACE_NEIGHBORS, minSize=(24, 24)
     )
     if len(boxes) == 0:
         return FaceMeasures(0, 0, 0)
