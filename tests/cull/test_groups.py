@@ -26,6 +26,7 @@ from charmcli.cull.groups import (
     record_from_row,
     suggest_min_similarity,
 )
+from charmcli.flags import BURST_BLOCKERS
 
 DIM = 384  # the CLS size of Charm's DINOv2-small models
 
@@ -116,6 +117,27 @@ def test_best_tie_goes_to_earliest_and_unscored_never_wins(rng):
     assert [r.id for r in best_frames([g])] == ["t1"]
 
 
+@pytest.mark.parametrize("blocker", sorted(BURST_BLOCKERS))
+def test_a_blocked_frame_is_never_best_while_an_unblocked_one_exists(rng, blocker):
+    base = unit(rng.standard_normal(DIM))
+    recs = burst("f", base, 0.0, 4, rng, scores=[0.3, 0.95, 0.6, 0.5])
+    recs[1].flags = frozenset({blocker})  # the best-scored frame has closed eyes / is soft / shaken
+    recs[2].flags = frozenset({"underexposed"})  # exposure alone does not block (bursts share it)
+    for link in ("previous", "best"):
+        (g,) = find_groups(recs, link=link)
+        assert g.best.id == "f2", link
+    for r in recs:
+        r.flags = frozenset({blocker})  # every frame blocked: the score decides again
+    (g,) = find_groups(recs)
+    assert g.best.id == "f1"
+
+
+def test_record_from_row_reads_flags():
+    row = {"path": "/p/a.jpg", "score": 0.5, "flags": ["soft", "eyes-closed"]}
+    assert record_from_row(row).flags == {"soft", "eyes-closed"}
+    assert record_from_row({"path": "/p/b.jpg"}).flags == frozenset()
+
+
 def test_best_frames_sorted_by_score(rng):
     groups = find_groups(
         burst("a", unit(rng.standard_normal(DIM)), 0.0, 3, rng, scores=[0.1, 0.2, 0.3])
@@ -150,7 +172,7 @@ def _reference(records, max_gap, min_sim, link):
             prev = records[groups[-1][-1]]
             members = [records[j] for j in groups[-1]]
             anchor = prev if link == "previous" else max(
-                members, key=lambda m: -math.inf if m.score is None else m.score)
+                members, key=lambda m: (not m.flags & BURST_BLOCKERS, -math.inf if m.score is None else m.score))
             ok = (
                 r.timestamp is not None and prev.timestamp is not None and u(r) is not None
                 and u(prev) is not None and r.time_source == prev.time_source
