@@ -33,7 +33,7 @@ import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from charmcli.cull.groups import (
 )
 from charmcli.cull.ratings import percentile_rank
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
-from charmcli.store import Store, TopFilter
+from charmcli.store import RankedPhoto, Store, TopFilter
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
@@ -125,22 +125,26 @@ class Query:
         )  # fmt: skip
 
 
+class SelectedPhoto(RankedPhoto):
+    """The store's ranked row with what :func:`select` attaches (what a new attachment extends)."""
+
+    rank: int  #: 1 = best in the selection
+    percentile: float | None  #: library percentile (None when not asked for)
+    rating: int | None  #: the rating last recorded (-1 rejected, 0 none, 1..5), or None
+    label: str | None  #: the colour label last recorded, or None
+
+
 @dataclass
 class Selection:
-    """Scored photos (latest score of one model), best first, whose files still exist.
-
-    Each row is the store's ranked row (``photos`` columns plus ``score``, ``model``,
-    ``checkpoint_id``, ``preprocess``, ``scored_at``) with ``rank`` (1 = best), ``percentile``
-    (library, or None) and ``rating``/``label`` (the last decision, or None) attached.
-    """
+    """Scored photos (latest score of one model), best first, whose files still exist."""
 
     model: str | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: list[PhotoRecord] = field(default_factory=list)
+    rows: list[SelectedPhoto] = field(default_factory=list)
+    records: list[PhotoRecord] = field(default_factory=list)  #: one per row, for grouping
     missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
 
     @property
-    def by_id(self) -> dict[Hashable, dict[str, Any]]:
+    def by_id(self) -> dict[Hashable, SelectedPhoto]:
         return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
 
 
@@ -164,12 +168,12 @@ def select(store: Store, query: Query) -> Selection:
     return sel
 
 
-def _ranked_rows(rows: Iterator[dict[str, Any]], keep: set[Hashable] | None) -> Iterator[dict[str, Any]]:
+def _ranked_rows(rows: Iterator[RankedPhoto], keep: set[Hashable] | None) -> Iterator[RankedPhoto]:
     """The store's ranking (best score first), narrowed to ``keep`` ids when given."""
     return rows if keep is None else (r for r in rows if r["id"] in keep)
 
 
-def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None = None) -> Selection:
+def _existing(rows: Iterator[RankedPhoto], sel: Selection, limit: int | None = None) -> Selection:
     """Fill ``sel`` with the rows whose file exists (a vanished best frame must not hide its group)."""
     for row in rows:
         if limit is not None and len(sel.rows) >= limit:
@@ -177,7 +181,8 @@ def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None 
         if not os.path.exists(row["path"]):
             sel.missing += 1  # moved or deleted since it was scored; `charm forget` tidies up
             continue
-        sel.rows.append(row)
+        # Completed by _attach, before anyone reads it.
+        sel.rows.append(cast(SelectedPhoto, row))
         sel.records.append(record_from_row(row))
     return sel
 
@@ -205,6 +210,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Grouping",
     "Query",
+    "SelectedPhoto",
     "Selection",
     "library_percentiles",
     "resolve_model",
