@@ -15,7 +15,7 @@ only when every frame has one, the highest score of all. Two signals decide memb
   good frame behind another one's score; similarity alone would merge the same view shot an hour
   apart, which is a different moment the user may want to keep.
 
-**What a new frame is compared with** (``link``). The default ``"previous"`` compares it with the
+**What a new frame is compared with** (``chain``, ``--chain``). The default ``"previous"`` compares it with the
 previous frame of the run (single linkage along time). Bursts change gradually (a bird crossing
 the frame, a slow pan), so the first and last frames of one burst may be less similar than any
 two neighbours; linking to the previous frame follows that drift, and it makes grouping depend
@@ -64,7 +64,7 @@ DEFAULT_MAX_GAP_S = 3.0
 DEFAULT_MIN_SIMILARITY = 0.90
 
 TimeSource = Literal["exif", "mtime"]
-Link = Literal["previous", "best"]
+Chain = Literal["previous", "best"]
 
 
 @dataclass(eq=False)
@@ -245,7 +245,7 @@ def find_groups(
     *,
     max_gap: float = DEFAULT_MAX_GAP_S,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
-    link: Link = "previous",
+    chain: Chain = "previous",
 ) -> list[Group]:
     """Partition ``records`` into groups of bursts / near-duplicates; every record is in one group.
 
@@ -256,15 +256,15 @@ def find_groups(
     """
     if max_gap < 0:
         raise ValueError("max_gap must be >= 0 seconds")
-    if link not in ("previous", "best"):
-        raise ValueError(f"link must be 'previous' or 'best', not {link!r}")
+    if chain not in ("previous", "best"):
+        raise ValueError(f"chain must be 'previous' or 'best', not {chain!r}")
     n = len(records)
     if n == 0:
         return []
     order, times, sources, units, usable = _sorted_view(records)
     in_time = _time_links(times, sources, usable, max_gap)
 
-    if link == "previous":
+    if chain == "previous":
         sim_prev = np.einsum("ij,ij->i", units[1:], units[:-1])
         joins = in_time & (sim_prev >= min_similarity)
         labels = np.concatenate([[0], np.cumsum(~joins)])

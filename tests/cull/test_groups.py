@@ -79,7 +79,7 @@ def test_chaining_follows_drift_and_best_link_stops_it(rng):
     ends = float(unit(frames[0].embedding) @ unit(frames[-1].embedding))
     assert ends < DEFAULT_MIN_SIMILARITY  # the premise: first and last frames are not similar
     assert [g.size for g in find_groups(frames)] == [12]
-    by_best = find_groups(frames, link="best")
+    by_best = find_groups(frames, chain="best")
     assert len(by_best) > 1
     for g in by_best:  # every member is similar to its group's best frame
         for m in g.members:
@@ -151,7 +151,7 @@ def test_rejects_mixed_embedding_sizes_and_bad_options(rng):
     with pytest.raises(ValueError, match="different models"):
         find_groups(recs)
     with pytest.raises(ValueError):
-        find_groups(recs[:1], link="nearest")  # type: ignore[arg-type]
+        find_groups(recs[:1], chain="nearest")  # type: ignore[arg-type]
     assert find_groups([]) == []
 
 
@@ -207,7 +207,7 @@ def test_matches_reference_rule(data, link, max_gap):
         PhotoRecord(i, f"/p/{i}", t, near(scenes[s], c, rng).astype(np.float32) if c < 1 else scenes[s], sc)
         for i, (t, s, c, sc) in enumerate(data)
     ]
-    groups = find_groups(records, max_gap=max_gap, min_similarity=0.9, link=link)
+    groups = find_groups(records, max_gap=max_gap, min_similarity=0.9, chain=link)
     assert [g.ids for g in groups] == _reference(records, max_gap, 0.9, link)
     for g in groups:
         assert g.best in g.members
@@ -297,7 +297,7 @@ def _grouping_cost(records: list[PhotoRecord], link: str) -> tuple[int, int, int
     tracemalloc.start()
     sys.settrace(trace)
     try:
-        groups = find_groups(records, link=link)
+        groups = find_groups(records, chain=link)
     finally:
         sys.settrace(previous)
         peak = tracemalloc.get_traced_memory()[1]
