@@ -9,7 +9,7 @@ message, and the job goes on.
 * :class:`PrepareStage` (CPU): read the bytes once, hash, decode, EXIF, tokenize: the very
   functions ``charm score`` calls (:func:`~charmcli.library.decode.read_bytes`,
   :func:`~charmcli.library.decode.decode_image`, :func:`~charmcli.library.metadata.read_metadata`,
-  :meth:`Scorer.prepare <charmcli.model.scorer.Scorer.prepare>`);
+  :meth:`Scorer.prepare <charmcli.model.charm.scorer.Scorer.prepare>`);
 * :class:`ScoreStage` (GPU when there is one): :meth:`Scorer.score_prepared` on batches of
   sequences of similar length, sized from free GPU memory (one by one on CPU, as ``charm score``);
 * :func:`write_stage`: one atomic Parquet part file per block (:mod:`charmcli.cluster.output`).
@@ -52,7 +52,7 @@ RESULT_SCHEMA = pa.schema(
 
 
 def pack_tokens(t: Tokenized) -> bytes:
-    """A :class:`~charmcli.model.tokenizer.Tokenized` as ``.npz`` bytes (arrays only, no pickle)."""
+    """A :class:`~charmcli.model.charm.tokenizer.Tokenized` as ``.npz`` bytes (arrays only, no pickle)."""
     arrays = {
         "tokens": t.tokens.numpy(),
         "pos_embed": t.pos_embed.numpy(),
@@ -71,7 +71,7 @@ def pack_tokens(t: Tokenized) -> bytes:
 def unpack_tokens(blob: bytes) -> Tokenized:
     import torch
 
-    from charmcli.model.tokenizer import Tokenized
+    from charmcli.model.charm.tokenizer import Tokenized
 
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         grid = tuple(int(v) for v in z["grid28"]) if "grid28" in z else None

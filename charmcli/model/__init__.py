@@ -16,16 +16,16 @@ from charmcli.model.errors import CheckpointError, ModelUnavailableError, Unsafe
 from charmcli.model.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS, ModelSpec, get_spec
 
 if TYPE_CHECKING:
+    from charmcli.model.charm.scorer import Scorer, ScoreResult
+    from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable, Tokenized
     from charmcli.model.eat.scorer import EatScorer
-    from charmcli.model.scorer import Scorer, ScoreResult
-    from charmcli.model.tokenizer import CharmTokenizer, PositionTable, Tokenized
 
 _LAZY = {
-    "Scorer": "charmcli.model.scorer",
-    "ScoreResult": "charmcli.model.scorer",
-    "CharmTokenizer": "charmcli.model.tokenizer",
-    "PositionTable": "charmcli.model.tokenizer",
-    "Tokenized": "charmcli.model.tokenizer",
+    "Scorer": "charmcli.model.charm.scorer",
+    "ScoreResult": "charmcli.model.charm.scorer",
+    "CharmTokenizer": "charmcli.model.charm.tokenizer",
+    "PositionTable": "charmcli.model.charm.tokenizer",
+    "Tokenized": "charmcli.model.charm.tokenizer",
     "EatScorer": "charmcli.model.eat.scorer",  # issue 13
 }
 

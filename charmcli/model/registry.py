@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmcli.model.activations import AADB_ATTRIBUTES
+from charmcli.model.charm.activations import AADB_ATTRIBUTES
 from charmcli.model.errors import ModelUnavailableError
 
 HUB_REPO = "FatemehBehrad/Charm"
@@ -130,7 +130,7 @@ def get_spec(name: str) -> ModelSpec:
 def describe_head(num_classes: int, activation: str, args: dict[str, Any] | None, spec: ModelSpec | None,
                   source: str = "checkpoint") -> str:
     """One line for a head: ``1 output, ReLU -> raw output (no factor)``."""
-    from charmcli.model.activations import describe
+    from charmcli.model.charm.activations import describe
 
     n = f"{num_classes} output{'s' if num_classes > 1 else ''}"
     rule = spec.score_rule(activation) if spec else "output"
@@ -189,7 +189,7 @@ def expected_head(name: str) -> dict[str, str]:
     the downloaded checkpoint, else what the authors' code and published outputs suggest."""
     spec = get_spec(name)
     cfg = recorded_config(cid) if (cid := hub_checkpoint_id(name)) else None
-    from charmcli.model.activations import describe
+    from charmcli.model.charm.activations import describe
 
     if cfg:
         activation, basis = cfg["activation"], "file"

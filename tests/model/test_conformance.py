@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from charmcli.model import Scorer
-from charmcli.model.checkpoint import sha256_file
-from charmcli.model.scorer import image_to_tensor, official_resize
+from charmcli.model.charm.checkpoint import sha256_file
+from charmcli.model.charm.scorer import image_to_tensor, official_resize
 
 from shared_paths import CONFORMANCE, SHARED
 

@@ -17,7 +17,7 @@ import pytest
 
 from charmcli.model import ModelUnavailableError, Scorer
 from charmcli.model import registry as reg
-from charmcli.model.checkpoint import sha256_file
+from charmcli.model.charm.checkpoint import sha256_file
 
 from shared_paths import CONFORMANCE
 

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from charmcli.model import MODEL_NAMES, ModelUnavailableError, Scorer
+from charmcli.model.charm.scorer import official_resize, resolve_device
 from charmcli.model.registry import download, get_spec, is_cached
-from charmcli.model.scorer import official_resize, resolve_device
 
 from official_format import build_official_model, save_official, save_pos_table
 
@@ -96,8 +96,8 @@ def test_cuda_request_without_cuda():
 
 
 def test_gpu_batch_size_follows_free_memory_and_sequence_length():
-    from charmcli.model.checkpoint import NetworkConfig
-    from charmcli.model.scorer import batch_for_memory
+    from charmcli.model.charm.checkpoint import NetworkConfig
+    from charmcli.model.charm.scorer import batch_for_memory
 
     small = NetworkConfig(dim=384, depth=12, heads=6, mlp_hidden=1536, num_classes=1, activation="sigmoid")
     large = NetworkConfig(dim=1024, depth=24, heads=16, mlp_hidden=4096, num_classes=10, activation="softmax")

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable, _size_28, frequency_metric
+from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable, _size_28, frequency_metric
 
 
 def table(dim: int = 8, side: int = 37, seed: int = 0) -> PositionTable:
@@ -178,7 +178,7 @@ def reference_multiscale(image: torch.Tensor, pos: PositionTable) -> tuple[torch
 def test_banded_tokenizer_matches_the_plain_whole_image_version(monkeypatch, band_cells, h, w):
     """Bands of any height (one cell, a partial last band, one band for all) give the same bits,
     on padded, cropped and exact sizes, from float and from uint8 pixels."""
-    import charmcli.model.tokenizer as tokenizer_mod
+    import charmcli.model.charm.tokenizer as tokenizer_mod
 
     monkeypatch.setattr(tokenizer_mod, "_BAND_CELLS", band_cells)
     pixels = (noise(h, w, seed=h) * 255).round().to(torch.uint8)
@@ -213,7 +213,7 @@ def test_tokenizer_threads_share_one_position_table():
 @pytest.mark.parametrize("threads", [1, 2, 3, 4, 6, 8, 12, 16, 32, 64])
 def test_metric_batches_split_into_whole_vector_steps_per_thread(threads):
     """Replays ATen's split of an elementwise op over threads: no share may end in a scalar tail."""
-    from charmcli.model.tokenizer import _CELL_VALUES, _GRAIN, _VECTOR_STEP, _rows_without_tails
+    from charmcli.model.charm.tokenizer import _CELL_VALUES, _GRAIN, _VECTOR_STEP, _rows_without_tails
 
     for n in [1, 2, 7, 13, 14, 55, 56, 57, 100, 255, 384, 385, 1000]:
         rows = _rows_without_tails(n, threads)
@@ -241,7 +241,7 @@ def test_metric_bits_do_not_depend_on_the_thread_count():
 
 _PRODUCTION_MODE_CHECK = r"""
 import json, os, torch
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable
+from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable
 
 def per_cell(image):  # the official expression, one strided view of the padded image at a time
     _, h, w = image.shape

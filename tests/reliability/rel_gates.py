@@ -83,7 +83,7 @@ class Gate:
         pipeline.iter_files = iter_files
 
     def _install_load(self) -> None:
-        from charmcli.model.scorer import Scorer
+        from charmcli.model.charm.scorer import Scorer
 
         real = Scorer.from_files  # bound to the class
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from charmcli.model.charm.scorer import ScoreResult, resolve_device
 from charmcli.model.eat.checkpoint import load_arch_config, load_eat
 from charmcli.model.eat.network import DatConfig, EatNet
 from charmcli.model.eat.preprocess import EatPreprocess
 from charmcli.model.errors import CheckpointError, ModelUnavailableError, eat_weights_message
 from charmcli.model.registry import ModelSpec, get_spec, local_weights, models_dir
-from charmcli.model.scorer import ScoreResult, resolve_device
 
 
 @dataclass

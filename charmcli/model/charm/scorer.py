@@ -24,9 +24,15 @@ import torch
 from PIL import Image
 
 from charmcli.library.resize import long_side_size
-from charmcli.model.activations import AADB_ATTRIBUTES
-from charmcli.model.checkpoint import CheckpointError, NetworkConfig, load_checkpoint, load_position_table
-from charmcli.model.network import CharmViT
+from charmcli.model.charm.activations import AADB_ATTRIBUTES
+from charmcli.model.charm.checkpoint import (
+    CheckpointError,
+    NetworkConfig,
+    load_checkpoint,
+    load_position_table,
+)
+from charmcli.model.charm.network import CharmViT
+from charmcli.model.charm.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
 from charmcli.model.registry import (
     MODELS,
     ModelSpec,
@@ -37,7 +43,6 @@ from charmcli.model.registry import (
     get_spec,
     position_table_for,
 )
-from charmcli.model.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
 
 
 @dataclass
