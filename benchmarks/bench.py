@@ -239,8 +239,9 @@ def section_tokenizer(work: Path, official: Official | None, scorer, repeats: in
 
 def _run_pipeline(paths: list[Path], db: Path, checkpoint: Path, **opts):
     """charm's scoring pipeline (what ``charm score`` runs) on ``paths`` with a fresh DB."""
-    from charmcli.pipeline import Pipeline, Profile, ScoreOptions, scan
+    from charmcli.pipeline import Pipeline, Profile, scan
     from charmcli.store import Store
+    from charmcli.work import ScoreOptions
 
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(db) + suffix).unlink(missing_ok=True)

@@ -87,8 +87,9 @@ def main() -> None:
     import torch
     from bench import make_e2e_images
 
-    from charmcli.pipeline import Pipeline, ScoreOptions, scan
+    from charmcli.pipeline import Pipeline, scan
     from charmcli.store import Store
+    from charmcli.work import ScoreOptions
 
     if args.large:
         from bench import BIG, distinct_copy

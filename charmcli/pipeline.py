@@ -46,18 +46,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from charmcli.library.decode import (
-    DEFAULT_MAX_PIXELS,
     DecodedImage,
     DecodeError,
     decode_image,
     image_size,
-    preprocess_tag,
     read_bytes,
 )
 from charmcli.library.metadata import PhotoMeta, read_metadata
 from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
-from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import META_COLUMNS, BatchWriter, FailureRow, PhotoRow, ScoreRow, Store
+from charmcli.work import FatalError, ScoreOptions, load_scorer
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
     from charmcli.model import Scorer
@@ -67,57 +65,6 @@ Status = Literal["scored", "cached", "error", "skipped"]
 #: Above this many pixels at native resolution (``--max-side 0`` or ``--exact``), a photo gets a
 #: one-line warning before its work starts: tokenizing it can take a minute on a laptop CPU.
 LONG_NATIVE_PIXELS = 12_000_000
-
-
-class FatalError(Exception):
-    """The run cannot go on (model unavailable, bad checkpoint); ``str()`` is one line."""
-
-
-@dataclass
-class ScoreOptions:
-    """What to score with and how to decode; ``preprocess`` goes into the cache key."""
-
-    model: str = DEFAULT_MODEL
-    model_given: bool = False  #: the user named the model (else a checkpoint's own name wins)
-    checkpoint: Path | None = None
-    pos_embed: Path | None = None
-    device: str = "auto"
-    exact: bool = False
-    max_side: int = 1024
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    rescore: bool = False
-    retry_failed: bool = False
-    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
-    batch_size: int | None = None  #: None: 1 on CPU; on CUDA, from free memory (up to 128)
-    #: issue 13: every model of a multi-model run (``model`` is the first); empty = just ``model``
-    models: list[str] = field(default_factory=list)
-    arch_config: Path | None = None  #: EAT: the architecture in the official YAML format
-
-    @property
-    def model_names(self) -> list[str]:
-        return [m.lower() for m in self.models] or [self.model.lower()]
-
-    @property
-    def preprocess(self) -> str:
-        return preprocess_tag(exact=self.exact, max_side=self.max_side)
-
-    @property
-    def failure_options(self) -> str:
-        """Decode options a failure depends on: a failure under other options is retried."""
-        return f"{self.preprocess};max_pixels={self.max_pixels}"
-
-    @property
-    def source(self) -> str:
-        """Where the weights come from, the key of the checkpoint-identity memo."""
-        arch = ""
-        if self.arch_config is not None:  # same weights, another architecture: another identity
-            try:
-                arch = "#arch=" + hashlib.sha256(Path(self.arch_config).read_bytes()).hexdigest()[:16]
-            except OSError:
-                arch = "#arch=" + os.path.abspath(self.arch_config)
-        if self.checkpoint is not None:
-            return "file:" + os.path.abspath(self.checkpoint) + arch
-        return "hub:" + self.model.lower() + arch
 
 
 def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
@@ -153,7 +100,7 @@ def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
             replace(
                 options, model=name, models=[name], model_given=True,
                 checkpoint=options.checkpoint if mine else None, pos_embed=None,
-                arch_config=options.arch_config if get_spec(name).family == "eat" else None,
+                arch_config=options.arch_config if get_spec(name).takes_arch_config else None,
             )
         )  # fmt: skip
     return out
@@ -346,47 +293,7 @@ class ModelHandle:
             return scorer
 
     def _load(self) -> tuple[Scorer, Path | None]:
-        opts = self.options
-        from charmcli.model.errors import CheckpointError, ModelUnavailableError
-        from charmcli.model.registry import fetch, get_spec
-
-        try:
-            if get_spec(opts.model).needs_local_file:  # EAT (issue 13): weights the user brings
-                from charmcli.model.errors import eat_weights_message
-                from charmcli.model.registry import local_weights, models_dir
-
-                spec = get_spec(opts.model)
-                weights = Path(opts.checkpoint).absolute() if opts.checkpoint is not None else local_weights(spec)
-                if weights is None:  # known before torch loads, like a hub file
-                    raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
-                from charmcli.model.eat.scorer import EatScorer
-
-                eat = EatScorer.from_files(weights, spec.name, opts.arch_config, device=opts.device)
-                return eat, weights  # type: ignore[return-value]
-            if opts.checkpoint is None:  # the hub's files first: a missing one is known before torch loads
-                spec = get_spec(opts.model)
-                checkpoint, pos_embed = fetch(spec.filename, spec.name), fetch(spec.pos_filename, spec.name)
-                name: str | None = spec.name
-            else:
-                checkpoint, pos_embed = Path(opts.checkpoint).absolute(), opts.pos_embed
-                name = opts.model if opts.model_given else None
-            try:
-                from charmcli.model import Scorer
-            except ImportError as exc:  # pragma: no cover - broken installation
-                raise FatalError(f"cannot import the Charm engine: {exc}") from None
-            scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
-            return scorer, checkpoint
-        except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            raise FatalError(f"{opts.model}: {message}" if self.multi else message) from None
-
-
-def load_scorer(options: ScoreOptions) -> Scorer:
-    """The scorer ``options`` name, loaded without a store (cluster workers have none).
-
-    Same resolution and one-line errors (:class:`FatalError`) as a ``charm score`` run.
-    """
-    return ModelHandle(options, None)._load()[0]  # type: ignore[arg-type]  # _load never uses the store
+        return load_scorer(self.options, multi=self.multi)
 
 
 # -- work items ---------------------------------------------------------------------------------

@@ -35,10 +35,10 @@ from charmcli import __version__
 from charmcli.cluster.output import EXIF_FIELDS, SCHEMA, OutputDir
 from charmcli.library.decode import DecodeError, decode_image, read_bytes
 from charmcli.library.metadata import read_metadata
-from charmcli.pipeline import ScoreOptions, load_scorer
+from charmcli.work import ScoreOptions, load_preparer, load_scorer
 
 if TYPE_CHECKING:
-    from charmcli.model import Scorer, Tokenized
+    from charmcli.model import Preparer, Scorer, Tokenized
 
 #: Between the CPU and network stages rows also carry their tokens.
 STAGE_SCHEMA = SCHEMA.append(pa.field("tokens", pa.large_binary()))
@@ -58,7 +58,7 @@ def pack_tokens(t: Tokenized) -> bytes:
         "pos_embed": t.pos_embed.numpy(),
         "scale_ids": t.scale_ids.numpy().astype(np.int8),
         "input_size": np.asarray(t.input_size, dtype=np.int64),
-        "path": np.asarray(t.path),
+        "route": np.asarray(t.route),
     }
     if t.grid28 is not None and t.kept_cells is not None:
         arrays["grid28"] = np.asarray(t.grid28, dtype=np.int64)
@@ -80,7 +80,7 @@ def unpack_tokens(blob: bytes) -> Tokenized:
             pos_embed=torch.from_numpy(z["pos_embed"]),
             scale_ids=torch.from_numpy(z["scale_ids"].astype(np.int64)),
             input_size=(int(z["input_size"][0]), int(z["input_size"][1])),
-            path=str(z["path"]),
+            route=str(z["route"]),
             grid28=grid,  # type: ignore[arg-type]
             kept_cells=torch.from_numpy(z["kept_cells"]) if "kept_cells" in z else None,
         )
@@ -94,34 +94,30 @@ def _one_line(exc: BaseException) -> str:
     return f"unexpected error: {type(exc).__name__}: {message}"[:300]
 
 
-class _Model:
-    """What both stages know about the model: its scorer and identity, loaded once per actor."""
-
-    def __init__(self, options: ScoreOptions, device: str) -> None:
-        self.options = dataclasses.replace(options, device=device)
-        self.scorer: Scorer = load_scorer(self.options)  # FatalError: the driver checked it loads
-        self.identity = {
-            "model": self.scorer.name,
-            "checkpoint_id": self.scorer.checkpoint_id,
-            "preprocess": self.options.preprocess,
-            "max_pixels": self.options.max_pixels,
-            "charm_version": __version__,
-        }
+def _identity(model: Preparer, options: ScoreOptions) -> dict[str, Any]:
+    """The columns every row of a job carries: which model, which options, which charm."""
+    return {
+        "model": model.name,
+        "checkpoint_id": model.checkpoint_id,
+        "preprocess": options.preprocess,
+        "max_pixels": options.max_pixels,
+        "charm_version": __version__,
+    }
 
 
-class PrepareStage(_Model):
+class PrepareStage:
     """CPU: path → bytes → sha256 → decoded RGB + EXIF → tokens. One actor holds one tokenizer.
 
-    The scorer is loaded on CPU for its tokenizer, position table and training-set rules (one
-    loader keeps every option exactly as ``charm score`` has it); its network is then dropped,
-    unless ``keep_network``, so a CPU worker does not hold weights it never runs (~90 MB for a
-    ViT-S, ~1.2 GB for the AVA ViT-L).
+    It holds the model's CPU half only (:func:`~charmcli.work.load_preparer`: the tokenizer,
+    position table and training-set rules, loaded exactly as ``charm score`` has them), never its
+    network: a CPU worker does not hold weights it never runs (~90 MB for a ViT-S, ~1.2 GB for
+    the AVA ViT-L).
     """
 
-    def __init__(self, options: ScoreOptions, *, keep_network: bool = False) -> None:
-        super().__init__(options, "cpu")
-        if not keep_network:
-            self.scorer.network = None  # type: ignore[assignment]  # prepare() never touches it
+    def __init__(self, options: ScoreOptions) -> None:
+        self.options = dataclasses.replace(options, device="cpu")
+        self.preparer: Preparer = load_preparer(self.options)  # FatalError: the driver checked it loads
+        self.identity = _identity(self.preparer, self.options)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [self.prepare(path) for path in batch.column("path").to_pylist()]
@@ -142,7 +138,7 @@ class PrepareStage(_Model):
             row.update(width=decoded.width, height=decoded.height, format=decoded.format,
                        warnings=list(decoded.warnings))  # fmt: skip
             row.update({name: meta.get(c) for c, name in EXIF_FIELDS.items()})
-            row["tokens"] = pack_tokens(self.scorer.prepare(decoded.image))
+            row["tokens"] = pack_tokens(self.preparer.prepare(decoded.image))
             row["status"] = "ok"
         except DecodeError as exc:
             row.update(status="error", error=str(exc), error_kind=exc.kind)
@@ -180,7 +176,7 @@ def _read(path: str, row: dict[str, Any]) -> bytes:
     return data
 
 
-class ScoreStage(_Model):
+class ScoreStage:
     """Network: tokens → scores, on CUDA when there is one, one model per actor.
 
     Rows are sorted by sequence length and cut into batches of ``batch_size`` (default: what free
@@ -190,7 +186,9 @@ class ScoreStage(_Model):
     """
 
     def __init__(self, options: ScoreOptions, batch_size: int | None = None) -> None:
-        super().__init__(options, options.device)
+        self.options = options
+        self.scorer: Scorer = load_scorer(options)[0]  # FatalError: the driver checked it loads
+        self.identity = _identity(self.scorer, options)
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -238,7 +236,7 @@ class ScoreStage(_Model):
                 n_tokens=result.n_tokens,
                 input_width=int(result.input_size[0]),
                 input_height=int(result.input_size[1]),
-                token_path=result.path,
+                token_path=result.route,
                 kept_cells=[[int(r), int(c)] for r, c in result.kept_cells],
                 cell_size=result.cell_size,
                 embedding=None if result.embedding is None else result.embedding.astype("<f2").tobytes(),

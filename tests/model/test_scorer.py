@@ -37,11 +37,11 @@ def test_padded_batches_score_like_single_images(scorer):
 
 def test_result_describes_the_tokenization(scorer):
     r = scorer.score(_img(700, 560, 5))
-    assert r.path == "multiscale" and len(r.kept_cells) == 64 and r.input_size == (700, 560)
+    assert r.route == "multiscale" and len(r.kept_cells) == 64 and r.input_size == (700, 560)
     assert all(0 <= row < 20 and 0 <= col < 25 for row, col in r.kept_cells)
     assert r.embedding.dtype.name == "float16" and r.embedding.shape == (64,)
     small = scorer.score(_img(50, 40, 6))
-    assert small.path == "short" and small.kept_cells == [] and small.n_tokens == 1 + 4 * 3
+    assert small.route == "short" and small.kept_cells == [] and small.n_tokens == 1 + 4 * 3
 
 
 def test_official_resize_rule():

@@ -1,22 +1,18 @@
-"""The public Python API: load a Charm model once, score images.
-
-    >>> from charmcli.model import Scorer
-    >>> scorer = Scorer.from_pretrained("aadb")            # or Scorer.from_files(ckpt, pos)
-    >>> result = scorer.score(PIL.Image.open("photo.jpg"))
-    >>> result.score, result.kept_cells
+"""A loaded Charm model: :class:`CharmPreparer` (CPU) and :class:`CharmScorer` (the network).
 
 The scorer takes decoded RGB images (it knows nothing of files or databases), applies the
 training set's own official pre-resize (para and spaq: long side > 1024 → 1024), tokenizes at
 native resolution and aspect ratio, runs the network and maps outputs to the training set's
-rating scale. :meth:`Scorer.prepare` (CPU work: resize + tokenize) is thread-safe and separate
-from :meth:`Scorer.score_prepared` (the network), so callers can overlap the two.
+rating scale. ``prepare`` (CPU work: resize + tokenize) is thread-safe and separate from
+``score_prepared`` (the network), so callers can overlap the two. Built by
+:func:`charmcli.model.factory.create_scorer` (or ``Scorer.from_pretrained``/``from_files``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +20,7 @@ import torch
 from PIL import Image
 
 from charmcli.library.resize import long_side_size
+from charmcli.model.base import Preparer, Scorer, ScoreResult, resolve_device
 from charmcli.model.charm.activations import AADB_ATTRIBUTES
 from charmcli.model.charm.checkpoint import (
     CheckpointError,
@@ -35,46 +32,13 @@ from charmcli.model.charm.network import CharmViT
 from charmcli.model.charm.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
 from charmcli.model.registry import (
     MODELS,
-    ModelSpec,
-    charm_cache_dir,
+    converted_cache_dir,
     describe_head,
-    fetch,
     fetch_position_table,
     get_spec,
     position_table_for,
 )
-
-
-@dataclass
-class ScoreResult:
-    """What Charm says about one image."""
-
-    score: float  #: on the training set's scale (see ``Scorer.spec.scale``), full precision
-    outputs: list[float]  #: the model's outputs after Sigmoid/Softmax
-    n_tokens: int  #: sequence length including CLS
-    input_size: tuple[int, int]  #: (W, H) the tokenizer saw (after the para/spaq pre-resize)
-    path: str  #: "short" or "multiscale"
-    kept_cells: list[tuple[int, int]] = field(default_factory=list)  #: (row, col) of kept 28 px cells
-    cell_size: int = CELL  #: side of a kept cell in ``input_size`` pixels
-    embedding: np.ndarray | None = None  #: CLS output (float16): a compact image descriptor
-    seconds: float = 0.0  #: network time for this image (its share of a batch)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without one is a clear error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but this PyTorch build sees no CUDA device; use --device cpu")
-    return dev
-
-
-def default_cache_dir() -> Path:
-    """Where converted checkpoints are cached (``CHARM_CACHE_DIR`` overrides)."""
-    return charm_cache_dir()
+from charmcli.model.spec import ModelFiles, ModelSpec
 
 
 def batch_for_memory(free_bytes: int, tokens: int, cfg: NetworkConfig, *, cap: int = 128, share: float = 0.6) -> int:
@@ -106,7 +70,73 @@ def official_resize(image: Image.Image, max_side: int | None) -> Image.Image:
     return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
 
 
-class Scorer:
+class CharmPreparer(Preparer):
+    """Charm's CPU half: the official pre-resize and the tokenizer with its position table."""
+
+    def __init__(self, pos_table: torch.Tensor, spec: ModelSpec | None, checkpoint_id: str) -> None:
+        self.spec = spec
+        self.checkpoint_id = checkpoint_id
+        budget = spec.budget if spec else 1025
+        self.tokenizer = CharmTokenizer(PositionTable(pos_table), budget)  # thread-safe
+        self._key: tuple[object, ...] | None = None
+
+    @property
+    def preprocess_key(self) -> tuple[object, ...]:
+        """The pre-resize, the token budget and the position table's content."""
+        if self._key is None:
+            table = self.tokenizer.pos
+            digest = hashlib.sha256(table.cls.numpy().tobytes())
+            digest.update(table._grid.numpy().tobytes())
+            max_side = self.spec.resize_max_side if self.spec else None
+            self._key = ("charm", max_side, self.tokenizer.budget, digest.hexdigest()[:16])
+        return self._key
+
+    def prepare(self, image: Image.Image) -> Tokenized:
+        """CPU preprocessing of one RGB image: official pre-resize, tensor, tokens (thread-safe)."""
+        image = official_resize(image, self.spec.resize_max_side if self.spec else None)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        # uint8 (3, H, W) view of the pixels: the tokenizer divides by 255 once cells are cut,
+        # which gives the same tokens as image_to_tensor() with a quarter of the memory traffic
+        return self.tokenizer(torch.from_numpy(np.array(image)).permute(2, 0, 1))
+
+
+def _resolve(files: ModelFiles, cache_dir: Path | None) -> tuple[dict[str, torch.Tensor], NetworkConfig, str,
+                                                                  ModelSpec, torch.Tensor]:  # fmt: skip
+    """Checkpoint → (state, config, sha256, spec, position table), every check a one-line error.
+
+    The model is the one named (``files.name_given``); else the name stored in the checkpoint;
+    else it is guessed from the head (9 outputs: para, 10: ava, 1: aadb). Without a position
+    table the hub cache's one that fits the checkpoint's width is used.
+    """
+    state, cfg, digest = load_checkpoint(Path(files.checkpoint), cache_dir or converted_cache_dir())
+    stored = cfg.dataset.lower() if cfg.dataset else None
+    if files.name_given:
+        spec = get_spec(files.spec.name)
+        if stored in MODELS and stored != spec.name:
+            raise CheckpointError(
+                f"checkpoint was trained on {stored!r}, not {spec.name!r}; drop --model or fix it"
+            )
+    elif stored in MODELS:
+        spec = MODELS[stored]
+    else:
+        spec = {9: MODELS["para"], 10: MODELS["ava"]}.get(cfg.num_classes, MODELS["aadb"])
+    if spec.family != files.spec.family:
+        raise CheckpointError(f"checkpoint holds {spec.name!r}, a {spec.family} model, not a Charm one")
+    if cfg.num_classes != spec.num_classes and not (spec.name == "aadb" and cfg.activation == AADB_ATTRIBUTES):
+        raise CheckpointError(
+            f"checkpoint head has {cfg.num_classes} outputs but {spec.name} needs {spec.num_classes}"
+        )
+    pos_embed = files.pos_embed
+    if pos_embed is None:
+        pos_embed = fetch_position_table(position_table_for(cfg.dim, spec.pos_filename), spec.name)
+    table = load_position_table(Path(pos_embed))
+    if table.shape[-1] != cfg.dim:
+        raise CheckpointError(f"position table width {table.shape[-1]} does not match the checkpoint's {cfg.dim}")
+    return state, cfg, digest, spec, table
+
+
+class CharmScorer(Scorer):
     """A loaded Charm model ready to score images."""
 
     def __init__(
@@ -125,90 +155,45 @@ class Scorer:
             raise CheckpointError(
                 f"position table width {pos_table.shape[-1]} does not match the checkpoint's {network.cfg.dim}"
             )
-        budget = spec.budget if spec else 1025
-        self.tokenizer = CharmTokenizer(PositionTable(pos_table), budget)  # thread-safe
+        self._preparer = CharmPreparer(pos_table, spec, checkpoint_id)
 
     # -- construction --------------------------------------------------------------------------
 
+    @classmethod
+    def load(
+        cls, files: ModelFiles, *, device: str | torch.device = "auto", cache_dir: Path | None = None,
+        precision: str = "fp32",
+    ) -> CharmScorer:  # fmt: skip
+        """An official ``.pth`` (read safely) or a ``.safetensors`` checkpoint and its position table."""
+        if precision != "fp32":
+            raise ValueError(f"Charm runs in fp32; precision {precision!r} is not available for it")
+        state, cfg, digest, spec, table = _resolve(files, cache_dir)
+        network = CharmViT(cfg)
+        network.load_state_dict(state, strict=True)
+        return cls(network, table, spec, digest, device=device)
+
+    @classmethod
+    def load_preparer(cls, files: ModelFiles, *, cache_dir: Path | None = None) -> CharmPreparer:
+        """The tokenizer of the model of ``files``: the checkpoint is read for its identity, its
+        training set and its width, no network is built."""
+        _state, _cfg, digest, spec, table = _resolve(files, cache_dir)
+        return CharmPreparer(table, spec, digest)
+
+    def preparer(self) -> CharmPreparer:
+        return self._preparer
+
     @property
-    def name(self) -> str:
-        """Training-set name (``custom`` for a checkpoint that matches none)."""
-        return self.spec.name if self.spec else "custom"
+    def tokenizer(self) -> CharmTokenizer:
+        return self._preparer.tokenizer
 
     @property
     def config(self) -> NetworkConfig:
         return self.network.cfg
 
-    @property
-    def preprocess_key(self) -> tuple[object, ...]:
-        """Scorers with equal keys prepare identical inputs, so a multi-model run prepares once
-        per key (issue 13): the pre-resize, the token budget and the position table's content."""
-        if not hasattr(self, "_pos_digest"):
-            import hashlib
-
-            table = self.tokenizer.pos
-            digest = hashlib.sha256(table.cls.numpy().tobytes())
-            digest.update(table._grid.numpy().tobytes())
-            self._pos_digest = digest.hexdigest()[:16]
-        max_side = self.spec.resize_max_side if self.spec else None
-        return ("charm", max_side, self.tokenizer.budget, self._pos_digest)
-
-    @classmethod
-    def from_pretrained(cls, name: str = "aadb", device: str | torch.device = "auto", **kwargs) -> Scorer:
-        """Load a published model by name from the hub cache (downloading it if online)."""
-        spec = get_spec(name)
-        checkpoint = fetch(spec.filename, spec.name)
-        pos = fetch(spec.pos_filename, spec.name)
-        return cls.from_files(checkpoint, pos, name=spec.name, device=device, **kwargs)
-
-    @classmethod
-    def from_files(
-        cls,
-        checkpoint: str | Path,
-        pos_embed: str | Path | None = None,
-        name: str | None = None,
-        device: str | torch.device = "auto",
-        cache_dir: Path | None = None,
-    ) -> Scorer:
-        """Load local files: an official ``.pth`` (read safely) or a ``.safetensors`` checkpoint.
-
-        ``name`` picks the training set (scale, token budget, pre-resize); without it the name
-        stored in the checkpoint is used, else it is guessed from the head (9 outputs: para,
-        10: ava, 1: aadb). Without ``pos_embed`` the position table comes from the hub cache.
-        """
-        state, cfg, digest = load_checkpoint(Path(checkpoint), cache_dir or default_cache_dir())
-        stored = cfg.dataset.lower() if cfg.dataset else None
-        if name is not None:
-            spec = get_spec(name)
-            if stored in MODELS and stored != spec.name:
-                raise CheckpointError(
-                    f"checkpoint was trained on {stored!r}, not {spec.name!r}; drop --model or fix it"
-                )
-        elif stored in MODELS:
-            spec = MODELS[stored]
-        else:
-            spec = {9: MODELS["para"], 10: MODELS["ava"]}.get(cfg.num_classes, MODELS["aadb"])
-        if cfg.num_classes != spec.num_classes and not (spec.name == "aadb" and cfg.activation == AADB_ATTRIBUTES):
-            raise CheckpointError(
-                f"checkpoint head has {cfg.num_classes} outputs but {spec.name} needs {spec.num_classes}"
-            )
-        if pos_embed is None:
-            pos_embed = fetch_position_table(position_table_for(cfg.dim, spec.pos_filename), spec.name)
-        table = load_position_table(Path(pos_embed))
-        network = CharmViT(cfg)
-        network.load_state_dict(state, strict=True)
-        return cls(network, table, spec, digest, device=device)
-
     # -- scoring -------------------------------------------------------------------------------
 
     def prepare(self, image: Image.Image) -> Tokenized:
-        """CPU preprocessing of one RGB image: official pre-resize, tensor, tokens (thread-safe)."""
-        image = official_resize(image, self.spec.resize_max_side if self.spec else None)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        # uint8 (3, H, W) view of the pixels: the tokenizer divides by 255 once cells are cut,
-        # which gives the same tokens as image_to_tensor() with a quarter of the memory traffic
-        return self.tokenizer(torch.from_numpy(np.array(image)).permute(2, 0, 1))
+        return self._preparer.prepare(image)
 
     def batch_limit(self, tokens: int, cap: int = 128) -> int:
         """How many images of ``tokens`` tokens one forward pass takes: 1 on CPU (batching does
@@ -250,8 +235,9 @@ class Scorer:
                 outputs=[float(v) for v in outputs[i]],
                 n_tokens=t.num_tokens,
                 input_size=t.input_size,
-                path=t.path,
+                route=t.route,
                 kept_cells=t.kept_cells_rc(),
+                cell_size=CELL,
                 embedding=cls[i],
                 seconds=share,
             )
@@ -259,7 +245,7 @@ class Scorer:
         ]
 
     def to_score(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Map activated outputs to the training set's rating scale (see ``ModelSpec.to_score``)."""
+        """Map activated outputs to the training set's rating scale (see ``CharmSpec.to_score``)."""
         if self.spec is None:
             return outputs[..., 0]
         return self.spec.to_score(outputs, self.network.cfg.activation)
@@ -269,17 +255,3 @@ class Scorer:
         """The head as loaded, e.g. ``1 output, ReLU -> raw output (no factor)``."""
         cfg = self.network.cfg
         return describe_head(cfg.num_classes, cfg.activation, cfg.activation_args, self.spec, cfg.activation_source)
-
-    def score(self, image: Image.Image) -> ScoreResult:
-        """Score one RGB image."""
-        return self.score_prepared([self.prepare(image)])[0]
-
-    def score_many(self, images: Iterable[Image.Image], batch_size: int = 1) -> Iterator[ScoreResult]:
-        """Score images in order, ``batch_size`` at a time (batching pays off on a GPU)."""
-        pending: list[Tokenized] = []
-        for image in images:
-            pending.append(self.prepare(image))
-            if len(pending) >= batch_size:
-                yield from self.score_prepared(pending)
-                pending = []
-        yield from self.score_prepared(pending)
