@@ -143,9 +143,16 @@ class Scorer(Preparer):
     @classmethod
     def from_pretrained(cls, name: str = "aadb", device: str | torch.device = "auto", **kwargs: Any) -> Scorer:
         """A published model by name: hub cache (downloaded if online) or the models folder."""
+        from charmcli.model.errors import ModelUnavailableError
         from charmcli.model.factory import create_scorer
 
-        return cls._checked(create_scorer(name, device=device, **kwargs))
+        try:
+            scorer = create_scorer(name, device=device, **kwargs)
+        except ModelUnavailableError as exc:  # advise Python, not the command line's flags
+            if exc.python_advice is None:
+                raise
+            raise ModelUnavailableError(exc.python_advice) from None
+        return cls._checked(scorer)
 
     @classmethod
     def from_files(

@@ -204,15 +204,19 @@ def fetch(filename: str, model: str, *, downloading: bool = False) -> Path:
         return _download(filename)
     except OSError as exc:
         where = f"{filename} from {HUB_REPO}, which is not in the hub cache ({hub_cache_dir()}), and {exc}"
+        spec = MODELS.get(model)
         if downloading:
             advice = ("connect to the network and run this again, or copy the file from a connected "
                       "machine's hub cache (same HF_HOME)")  # fmt: skip
         else:
-            spec = MODELS.get(model)
             files = f"--checkpoint {spec.filename} --pos-embed {spec.pos_filename}" if spec else "--checkpoint FILE"
             advice = (f"on a connected machine run `charm models download {model}`, or use local files: "
                       f"{files} (or set CHARM_CHECKPOINT and CHARM_POS_EMBED)")  # fmt: skip
-        raise ModelUnavailableError(f"model {model!r} needs {where}; {advice}") from None
+        local = f"Scorer.from_files({spec.filename!r}, {spec.pos_filename!r})" if spec else "Scorer.from_files(FILE)"
+        python = (f"on a connected machine call Scorer.from_pretrained({model!r}) once, or load local files: "
+                  f"{local}")  # fmt: skip
+        raise ModelUnavailableError(f"model {model!r} needs {where}; {advice}",
+                                    python_advice=f"model {model!r} needs {where}; {python}") from None
 
 
 def position_table_for(width: int, fallback: str) -> str:

@@ -41,10 +41,10 @@ class EatSpec(ModelSpec):
 
         weights = Path(checkpoint).absolute() if checkpoint is not None else local_weights(self)
         if weights is None:  # known before torch loads, like a hub file
-            from charmcli.model.errors import ModelUnavailableError, eat_weights_message
+            from charmcli.model.errors import unavailable_eat
             from charmcli.model.registry import models_dir
 
-            raise ModelUnavailableError(eat_weights_message(self.name, self.filename, models_dir()))
+            raise unavailable_eat(self.name, self.filename, models_dir())
         return ModelFiles(self, weights, arch_config=arch_config, name_given=name_given)
 
 
