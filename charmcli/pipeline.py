@@ -33,7 +33,6 @@ first load). Per-file problems become ``error`` events; only an unusable model s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -45,27 +44,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from charmcli.library.decode import (
-    DecodedImage,
-    DecodeError,
-    decode_image,
-    image_size,
-    read_bytes,
+from charmcli.library.scan import ScanEntry, ScanProblem, iter_files
+from charmcli.store import META_COLUMNS, BatchWriter, PhotoRow, ScoreRow, Store
+from charmcli.work import (
+    MODEL_FAILED,
+    Failure,
+    FatalError,
+    Hashed,
+    Prepared,
+    Profile,
+    ScoreOptions,
+    failure_row,
+    load_scorer,
+    photo_row,
+    prepare_file,
+    run_batch,
+    score_row,
 )
-from charmcli.library.metadata import PhotoMeta, read_metadata
-from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
-from charmcli.store import META_COLUMNS, BatchWriter, FailureRow, PhotoRow, ScoreRow, Store
-from charmcli.work import FatalError, ScoreOptions, load_scorer
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
-    from charmcli.model import Scorer
+    from charmcli.model import Scorer, ScoreResult
 
 Status = Literal["scored", "cached", "error", "skipped"]
-
-#: Above this many pixels at native resolution (``--max-side 0`` or ``--exact``), a photo gets a
-#: one-line warning before its work starts: tokenizing it can take a minute on a laptop CPU.
-LONG_NATIVE_PIXELS = 12_000_000
-
 
 def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
     """One ScoreOptions per model of a run; ``--checkpoint`` goes to the model that needs a file.
@@ -119,7 +119,7 @@ class FileEvent:
     height: int | None = None
     sha256: str | None = None
     reused: bool = False  #: cached through the content hash (moved/renamed/copied file)
-    known: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
+    known_failure: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
     scores: dict[str, float] = field(default_factory=dict)  #: every model's score (issue 13)
 
     def to_json(self, model: str | None) -> dict[str, Any]:
@@ -138,7 +138,7 @@ class FileEvent:
             "warnings": list(self.warnings),
             "sha256": self.sha256,
             "reused": self.reused,
-            "known_failure": self.known,
+            "known_failure": self.known_failure,
         }
 
 
@@ -163,47 +163,11 @@ class Summary:
             self.skipped += 1
         else:
             self.failed += 1
-            self.known_failures += event.known
+            self.known_failures += event.known_failure
 
     @property
     def total(self) -> int:
         return self.scored + self.cached + self.failed + self.skipped
-
-
-class Profile:
-    """Seconds and counts per stage, summed over threads (so stages can overlap wall time)."""
-
-    STAGES = ("scan", "lookup", "read", "hash", "decode", "metadata", "tokenize", "load model", "network", "store")
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, seconds: float, n: int = 1) -> None:
-        with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-            self.counts[stage] = self.counts.get(stage, 0) + n
-
-    def timer(self, stage: str) -> _Timer:
-        return _Timer(self, stage)
-
-    def rows(self) -> list[tuple[str, float, int]]:
-        order = {name: i for i, name in enumerate(self.STAGES)}
-        names = sorted(self.seconds, key=lambda s: order.get(s, len(order)))
-        return [(name, self.seconds[name], self.counts.get(name, 0)) for name in names]
-
-
-class _Timer:
-    def __init__(self, profile: Profile, stage: str) -> None:
-        self.profile, self.stage = profile, stage
-
-    def __enter__(self) -> _Timer:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.profile.add(self.stage, time.perf_counter() - self.start)
 
 
 def scan(paths: Iterable[os.PathLike[str] | str], profile: Profile | None = None) -> list[ScanEntry | ScanProblem]:
@@ -246,15 +210,31 @@ class ModelHandle:
     def loaded(self) -> bool:
         return self._scorer is not None
 
-    def identity(self) -> tuple[str, str]:
-        """(model name, checkpoint sha256) for cache lookups; loads the model if not memoised."""
+    def remembered(self) -> bool:
+        """Whether the identity is known without loading (the store's memo of this source)."""
         if self.name is None or self.checkpoint_id is None:
             memo = None if self.options.rescore else self.store.recall_checkpoint(self.options.source)
             wanted = self.options.model.lower() if self.options.model_given else None
             if memo is not None and (wanted is None or memo["model"] == wanted):
                 self.name, self.checkpoint_id = memo["model"], memo["checkpoint_id"]
-            else:
-                self.get()
+        return self.name is not None and self.checkpoint_id is not None
+
+    def candidate(self) -> tuple[str, str] | None:
+        """The identity a run without the weights at hand could only mean: the one checkpoint
+        the store has seen for this model (``None`` for a given file, or none or several)."""
+        if self.options.rescore or self.options.checkpoint is not None:
+            return None
+        ids = self.store.checkpoint_ids(self.options.model.lower())
+        return (self.options.model.lower(), ids[0]) if len(ids) == 1 else None
+
+    def assume(self, identity: tuple[str, str]) -> None:
+        """Take ``identity`` for the run's lookups without loading (every file is found cached)."""
+        self.name, self.checkpoint_id = identity
+
+    def identity(self) -> tuple[str, str]:
+        """(model name, checkpoint sha256) for cache lookups; loads the model if not memoised."""
+        if not self.remembered():
+            self.get()
         assert self.name is not None and self.checkpoint_id is not None
         return self.name, self.checkpoint_id
 
@@ -306,20 +286,13 @@ class _Done:
 
 @dataclass
 class _Prepared:
-    """A decoded, tokenized file waiting for the network."""
+    """A decoded, prepared file waiting for the network."""
 
     entry: ScanEntry
-    decoded: DecodedImage
-    meta: PhotoMeta
-    inputs: dict[int, Any]  #: model index -> prepared input (shared between equal preprocessings)
-    known: dict[int, dict[str, Any]] = field(default_factory=dict)  #: model index -> cached score row
-    results: dict[int, Any] = field(default_factory=dict)  #: model index -> ScoreResult (None: failed)
+    prepared: Prepared
+    stored: dict[int, dict[str, Any]] = field(default_factory=dict)  #: model index -> its stored score row
+    results: dict[int, ScoreResult | None] = field(default_factory=dict)  #: model index -> result (None: failed)
     event: FileEvent | None = None
-
-    @property
-    def tokens(self) -> Any:
-        """The first model's input (single-model callers)."""
-        return next(iter(self.inputs.values()))
 
 
 @dataclass
@@ -330,20 +303,13 @@ class _Reuse:
     sha256: str
     scores: list[dict[str, Any]]  #: one stored score row per model, in model order
     like: dict[str, Any] | None  #: a photos row with the same content (dims + EXIF to copy)
-    decoded: DecodedImage | None = None
-    meta: PhotoMeta | None = None
-
-    @property
-    def score(self) -> dict[str, Any]:
-        return self.scores[0]
+    prepared: Prepared | None = None  #: decoded anyway (no photos row to copy from)
 
 
 @dataclass
 class _Failed:
     entry: ScanEntry
-    reason: str
-    kind: str
-    sha256: str | None = None
+    failure: Failure
 
 
 @dataclass
@@ -355,7 +321,7 @@ _Outcome = _Prepared | _Reuse | _Failed | _Fatal
 
 
 class Pipeline:
-    """One scoring run over a list of scan items. Iterate :meth:`run`; read :attr:`summary`."""
+    """One scoring run over files and folders. Iterate :meth:`run`; read :attr:`summary`."""
 
     def __init__(
         self,
@@ -380,27 +346,30 @@ class Pipeline:
         self.model = self.models[0]
         self.writer = writer or BatchWriter(store)
         self.summary = Summary()
+        #: what the walk found (files and problems), in order; set when :meth:`run` starts
+        self.items: list[ScanEntry | ScanProblem] = []
 
     # -- public ------------------------------------------------------------------------------
 
-    def run(self, items: Sequence[ScanEntry | ScanProblem]) -> Iterator[FileEvent]:
-        """Yield one event per item, in order. Ctrl-C: pending rows are committed, then it stops.
+    def run(self, paths: Iterable[os.PathLike[str] | str]) -> Iterator[FileEvent]:
+        """Walk ``paths`` (files and folders) and yield one event per item found, in order.
 
-        A KeyboardInterrupt raised while the caller handles an event reaches the caller; closing
-        the generator (``close()``, or leaving a ``for`` loop by an exception) still commits.
+        Ctrl-C: pending rows are committed, then it stops. A KeyboardInterrupt raised while the
+        caller handles an event reaches the caller; closing the generator (``close()``, or
+        leaving a ``for`` loop by an exception) still commits.
         """
         start = time.perf_counter()
         if self._setup_error is not None:
             raise self._setup_error
-        for handle in self.models:
-            handle.identity()  # FatalError here means nothing was attempted
+        self.items = scan(paths, self.profile)
+        self._settle_identities()  # FatalError here means nothing was attempted
         opts = self.options
         inflight = max(2, opts.workers * 2)
         pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="charm-decode")
         window: deque[_Done | tuple[ScanEntry, Future[_Outcome]]] = deque()
         ready: list[_Done | _Prepared] = []
         try:
-            for item in items:
+            for item in self.items:
                 if isinstance(item, ScanProblem):
                     status: Status = "skipped" if item.skipped else "error"
                     window.append(_Done(FileEvent(_abs(item.path), status, error=item.reason)))
@@ -408,6 +377,8 @@ class Pipeline:
                     with self.profile.timer("lookup"):
                         quick = self._by_path(item)
                     if quick is not None:
+                        if quick.status == "cached":
+                            self._queue(self.store.op_seen(quick.path))
                         window.append(_Done(quick))
                     else:
                         window.append((item, pool.submit(self._work, item)))
@@ -426,11 +397,34 @@ class Pipeline:
 
     # -- main-thread steps -------------------------------------------------------------------
 
+    def _settle_identities(self) -> None:
+        """Every model's identity for the lookups, loading a model only when it is needed.
+
+        Without the store's memo of the weights (e.g. ``--checkpoint`` given last time, or the
+        hub cache gone), the one checkpoint the store knows for the model is tried first: if
+        every file is then cached or a known failure, nothing is to be scored and the model is
+        not needed. Otherwise the model loads and its own identity keys the run.
+        """
+        unknown = [h for h in self.models if not h.remembered()]
+        if not unknown:
+            return
+        guesses = {h: guess for h in unknown if (guess := h.candidate()) is not None}
+        if len(guesses) == len(unknown):
+            for handle, guess in guesses.items():
+                handle.assume(guess)
+            entries = [i for i in self.items if isinstance(i, ScanEntry)]
+            if all(self._by_path(e) is not None for e in entries):
+                return
+            for handle in unknown:
+                handle.name = handle.checkpoint_id = None
+        for handle in unknown:
+            handle.identity()
+
     def _key(self, sha256: str, index: int = 0) -> tuple[str, str, str, str]:
         name, checkpoint_id = self.models[index].identity()
         return sha256, name, checkpoint_id, self.options.preprocess
 
-    def _known(self, sha256: str) -> dict[int, dict[str, Any]]:
+    def _stored_scores(self, sha256: str) -> dict[int, dict[str, Any]]:
         """Model index -> stored score of this content, for the models that have one."""
         found = {}
         for i in range(len(self.models)):
@@ -447,14 +441,13 @@ class Pipeline:
         path = _abs(entry.path)
         row = self.store.photo_by_path(path)
         unchanged = row is not None and row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns
-        if unchanged and not self.options.rescore:
-            found = self._known(row["sha256"])  # type: ignore[index]
+        if row is not None and unchanged and not self.options.rescore:
+            found = self._stored_scores(row["sha256"])
             if len(found) == len(self.models):
-                self.writer.add(self.store.op_seen(path))
                 scores = {n: found[i]["score"] for i, n in enumerate(self._names())}
                 return FileEvent(
-                    path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],  # type: ignore[index]
-                    sha256=row["sha256"], scores=scores,  # type: ignore[index]
+                    path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],
+                    sha256=row["sha256"], scores=scores,
                 )  # fmt: skip
         if not self.options.retry_failed:
             failure = self.store.failure_for(path)
@@ -464,7 +457,7 @@ class Pipeline:
                 and failure["mtime_ns"] == entry.mtime_ns
                 and failure["options"] == self.options.failure_options
             ):
-                return FileEvent(path, "error", error=failure["reason"], sha256=failure["sha256"], known=True)
+                return FileEvent(path, "error", error=failure["reason"], sha256=failure["sha256"], known_failure=True)
         return None
 
     def _advance(
@@ -492,7 +485,7 @@ class Pipeline:
             return self.options.batch_size
         limits = []
         for i, handle in enumerate(self.models):
-            sizes = [p.inputs[i].num_tokens for p in pending if i in p.inputs]
+            sizes = [p.prepared.inputs[i].num_tokens for p in pending if i in p.prepared.inputs]
             if handle.loaded and sizes:
                 limits.append(handle.get().batch_limit(max(sizes)))
         return min(limits, default=1)
@@ -509,105 +502,75 @@ class Pipeline:
             self.summary.count(event)
             yield event
 
-    def _run_model(self, index: int, items: list[_Prepared]) -> None:
-        """One model on the items that need it (one by one if the batch fails): ``results[index]``."""
-        scorer = self.models[index].get()
-        start = time.perf_counter()
-        try:
-            results = scorer.score_prepared([p.inputs[index] for p in items])
-        except Exception:
-            if len(items) == 1:
-                results = [None]
-            else:
-                self.profile.add("network", time.perf_counter() - start, 0)
-                for p in items:
-                    self._run_model(index, [p])
-                return
-        self.profile.add("network", time.perf_counter() - start, len(items))
-        for p, result in zip(items, results, strict=True):
-            p.results[index] = result
-
     def _score(self, batch: list[_Prepared]) -> None:
         """Run every model on the items that need it and queue the rows (one event per file)."""
-        for i in range(len(self.models)):
-            todo = [p for p in batch if i in p.inputs]
+        for i, handle in enumerate(self.models):
+            todo = [p for p in batch if i in p.prepared.inputs]
             if todo:
-                self._run_model(i, todo)
+                results = run_batch(handle.get(), [p.prepared.inputs[i] for p in todo], profile=self.profile)
+                for p, result in zip(todo, results, strict=True):
+                    p.results[i] = result
         names = self._names()
-        for prepared in batch:
-            entry, decoded = prepared.entry, prepared.decoded
+        for item in batch:
+            entry, prepared = item.entry, item.prepared
+            decoded = prepared.decoded
             path = _abs(entry.path)
-            ops: list[tuple[str, Sequence[Any]]] = []
+            rows: list[ScoreRow] = []
             scores: dict[str, float] = {}
             failed: list[str] = []
             for i, name in enumerate(names):
-                if i in prepared.known:
-                    scores[name] = prepared.known[i]["score"]
+                if i in item.stored:
+                    scores[name] = item.stored[i]["score"]
                     continue
-                result = prepared.results.get(i)
+                result = item.results.get(i)
                 if result is None:
                     failed.append(name)
                     continue
-                ops.append(self.store.op_score(self._score_row(i, decoded, result)))
+                _name, checkpoint_id = self.models[i].identity()
+                rows.append(score_row(result, sha256=prepared.sha256, model=name, checkpoint_id=checkpoint_id,
+                                      preprocess=decoded.preprocess))  # fmt: skip
                 scores[name] = result.score
             if failed:
-                self._queue(*ops)  # what the other models found is kept
+                self._queue(*map(self.store.op_score, rows))  # what the other models found is kept
                 which = "" if len(names) == 1 else f" ({', '.join(failed)})"
-                reason = f"the model failed on this image{which}"
-                prepared.event = self._finish(_Failed(entry, reason, "model", decoded.sha256))
+                failure = Failure(f"{MODEL_FAILED}{which}", "model", prepared.sha256)
+                item.event = self._finish(_Failed(entry, failure))
                 continue
             self._queue(
-                self.store.op_photo(_photo_row(entry, decoded.sha256, decoded, prepared.meta, None)),
-                *ops,
+                self.store.op_photo(photo_row(path, entry.size, entry.mtime_ns, prepared)),
+                *map(self.store.op_score, rows),
                 self.store.op_clear_failure(path),
             )
-            prepared.event = FileEvent(
+            item.event = FileEvent(
                 path, "scored", score=scores[names[0]], warnings=list(decoded.warnings), width=decoded.width,
-                height=decoded.height, sha256=decoded.sha256, scores=scores,
+                height=decoded.height, sha256=prepared.sha256, scores=scores,
             )  # fmt: skip
-
-    def _score_row(self, index: int, decoded: DecodedImage, result: Any) -> ScoreRow:
-        name, checkpoint_id = self.models[index].identity()
-        embedding = None if result.embedding is None else result.embedding.astype("float16").tobytes()
-        return ScoreRow(
-            sha256=decoded.sha256,
-            model=name,
-            checkpoint_id=checkpoint_id,
-            preprocess=decoded.preprocess,
-            score=result.score,
-            outputs=result.outputs,
-            n_tokens=result.n_tokens,
-            input_size=tuple(result.input_size),  # type: ignore[arg-type]
-            token_path=getattr(result, "path", None),
-            kept_cells=[tuple(c) for c in result.kept_cells],  # type: ignore[misc]
-            cell_size=getattr(result, "cell_size", None),
-            embedding=embedding,
-            seconds=result.seconds,
-        )
 
     def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
         """Queue the rows of a non-network outcome and describe it."""
-        path = _abs(outcome.entry.path)
+        entry = outcome.entry
+        path = _abs(entry.path)
         if isinstance(outcome, _Reuse):
-            photo = _photo_row(outcome.entry, outcome.sha256, outcome.decoded, outcome.meta, outcome.like)
+            if outcome.prepared is not None:
+                photo = photo_row(path, entry.size, entry.mtime_ns, outcome.prepared)
+            else:
+                photo = _copied_photo_row(path, entry, outcome.sha256, outcome.like)
             self._queue(self.store.op_photo(photo), self.store.op_clear_failure(path))
-            warnings = list(outcome.decoded.warnings) if outcome.decoded else []
+            warnings = list(outcome.prepared.decoded.warnings) if outcome.prepared else []
             scores = {n: row["score"] for n, row in zip(self._names(), outcome.scores, strict=True)}
             return FileEvent(
-                path, "cached", score=outcome.score["score"], width=photo.width, height=photo.height,
+                path, "cached", score=outcome.scores[0]["score"], width=photo.width, height=photo.height,
                 sha256=outcome.sha256, reused=True, warnings=warnings, scores=scores,
             )  # fmt: skip
-        entry = outcome.entry
-        failure = FailureRow(
-            path, outcome.reason, outcome.kind, outcome.sha256, entry.size, entry.mtime_ns,
-            self.options.failure_options,
-        )  # fmt: skip
-        ops = [self.store.op_failure(failure)]
+        failure = outcome.failure
+        opts = self.options
+        ops = [self.store.op_failure(failure_row(path, failure, entry.size, entry.mtime_ns, opts.preprocess,
+                                                 opts.max_pixels))]  # fmt: skip
         old = self.store.photo_by_path(path)
         if old is not None and (old["size"], old["mtime_ns"]) != (entry.size, entry.mtime_ns):
             ops.append(self.store.op_drop_photo(path))  # its row describes content that is gone
         self._queue(*ops)
-        return FileEvent(path, "error", error=outcome.reason, sha256=outcome.sha256)
+        return FileEvent(path, "error", error=failure.reason, sha256=failure.sha256)
 
     def _queue(self, *ops: tuple[str, Sequence[Any]]) -> None:
         start = time.perf_counter()
@@ -617,93 +580,44 @@ class Pipeline:
     # -- worker thread -----------------------------------------------------------------------
 
     def _work(self, entry: ScanEntry) -> _Outcome:
-        """Read once, hash, reuse known content or decode + EXIF + tokenize. Never raises."""
-        opts, profile = self.options, self.profile
-        sha: str | None = None
+        """The per-photo unit (:func:`~charmcli.work.prepare_file`) with the cache around it:
+        known content is reused without decoding, models that have its score are not run."""
+        n = len(self.models)
+        stored: dict[int, dict[str, Any]] = {}
+        like: dict[str, Any] | None = None
+
+        def plan(sha256: str) -> list[int] | None:
+            nonlocal stored, like
+            if not self.options.rescore:
+                with self.profile.timer("lookup"):
+                    stored = self._stored_scores(sha256)
+                    like = self.store.photo_by_sha(sha256) if len(stored) == n else None
+                if like is not None:
+                    return None  # a moved, renamed or copied file: nothing to decode
+            return [i for i in range(n) if i not in stored]
+
         try:
-            with profile.timer("read"):
-                data = read_bytes(entry.path)
-            with profile.timer("hash"):
-                sha = hashlib.sha256(data).hexdigest()
-            known: dict[int, dict[str, Any]] = {}
-            like = None
-            everything = False
-            if not opts.rescore:
-                with profile.timer("lookup"):
-                    known = self._known(sha)
-                    everything = len(known) == len(self.models)
-                    like = self.store.photo_by_sha(sha) if everything else None
-                if everything and like is not None:
-                    return _Reuse(entry, sha, [known[i] for i in range(len(self.models))], like)
-            if self.notify is not None and (opts.exact or opts.max_side == 0):
-                self._warn_if_long(entry, data)
-            with profile.timer("decode"):
-                decoded = decode_image(
-                    data, name=os.fsdecode(entry.path), exact=opts.exact, max_side=opts.max_side,
-                    max_pixels=opts.max_pixels, sha256=sha,
-                )  # fmt: skip
-            with profile.timer("metadata"):
-                meta = read_metadata(data, exif_block=decoded.exif_block)
-            del data
-            if everything:  # content scored before, but no photo row to copy from
-                return _Reuse(entry, sha, [known[i] for i in range(len(self.models))], None, decoded, meta)
-            # one prepared input per distinct preprocessing, shared by the models that use it
-            inputs: dict[int, Any] = {}
-            by_key: dict[Any, Any] = {}
-            for i, handle in enumerate(self.models):
-                if i in known:
-                    continue
-                scorer = handle.get()
-                key = getattr(scorer, "preprocess_key", ("model", i))
-                if key not in by_key:
-                    with profile.timer("tokenize"):
-                        by_key[key] = scorer.prepare(decoded.image)
-                inputs[i] = by_key[key]
-            return _Prepared(entry, decoded, meta, inputs, known)
-        except DecodeError as exc:
-            return _Failed(entry, str(exc), exc.kind, sha)
+            outcome = prepare_file(entry.path, self.options, [h.get for h in self.models], plan=plan,
+                                   notify=self.notify, profile=self.profile)  # fmt: skip
         except FatalError as exc:
             return _Fatal(exc)
-        except MemoryError:
-            return _Failed(entry, "out of memory; lower --max-pixels or --workers", "too-large", sha)
-        except Exception as exc:  # one bad file never stops the run
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            return _Failed(entry, f"unexpected error: {type(exc).__name__}: {message}"[:300], "internal")
-
-
-    def _warn_if_long(self, entry: ScanEntry, data: bytes) -> None:
-        """One line before a photo that will take long at native resolution (its header only)."""
-        size = image_size(data, os.fsdecode(entry.path))
-        if size is None or size[0] * size[1] <= LONG_NATIVE_PIXELS:
-            return
-        assert self.notify is not None
-        self.notify(
-            f"{display_path(entry.path)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
-            f"resolution; this one can take a minute or more on a CPU (--max-side 1024 is fast)"
-        )
+        if isinstance(outcome, Failure):
+            return _Failed(entry, outcome)
+        if isinstance(outcome, Hashed):
+            return _Reuse(entry, outcome.sha256, [stored[i] for i in range(n)], like)
+        if len(stored) == n:  # content scored before, but no photo row to copy from
+            return _Reuse(entry, outcome.sha256, [stored[i] for i in range(n)], None, outcome)
+        return _Prepared(entry, outcome, stored)
 
 
 def _abs(path: os.PathLike[str] | str) -> str:
     return os.fsdecode(os.path.abspath(path))
 
 
-def _photo_row(
-    entry: ScanEntry,
-    sha256: str,
-    decoded: DecodedImage | None,
-    meta: PhotoMeta | None,
-    like: dict[str, Any] | None,
-) -> PhotoRow:
-    """A photos row from a fresh decode, or copied from another row with the same content."""
-    if decoded is not None:
-        values = meta.to_dict() if meta is not None else {}
-        return PhotoRow(
-            _abs(entry.path), entry.size, entry.mtime_ns, sha256, decoded.width, decoded.height,
-            decoded.format, {c: values.get(c) for c in META_COLUMNS},
-        )  # fmt: skip
+def _copied_photo_row(path: str, entry: ScanEntry, sha256: str, like: dict[str, Any] | None) -> PhotoRow:
+    """A photos row for known content at a new path, copied from a row with the same content."""
     assert like is not None
     return PhotoRow(
-        _abs(entry.path), entry.size, entry.mtime_ns, sha256, like["width"], like["height"], like["format"],
+        path, entry.size, entry.mtime_ns, sha256, like["width"], like["height"], like["format"],
         {c: like.get(c) for c in META_COLUMNS},
     )  # fmt: skip
-

@@ -1,7 +1,8 @@
 """Merge a cluster job's Parquet rows into the SQLite store, so ``top``/``groups``/``rate`` see them.
 
-Rows cross the store's border as the store's own typed rows (:class:`PhotoRow`, :class:`ScoreRow`,
-:class:`FailureRow`) through its public ``op_*`` + ``write`` methods, in transactions of a few
+Rows cross the store's border as the store's own typed rows (read back from the columns by
+:mod:`charmcli.cluster.output`; a failure keyed by :func:`charmcli.work.failure_row`, as
+``charm score`` keys it) through its public ``op_*`` + ``write`` methods, in transactions of a few
 hundred rows: importing again upserts the same rows (nothing doubles), and an interrupted import
 keeps what it committed. The effect is what ``charm score`` would have stored for the same files:
 a later ``charm score`` of the same folder finds them cached (same path, size, mtime and options).
@@ -13,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from charmcli.cluster.output import EXIF_FIELDS, OutputDir
-from charmcli.store import FailureRow, PhotoRow, ScoreRow, Store
+from charmcli.cluster.output import OutputDir, photo_of, score_of
+from charmcli.store import Store
+from charmcli.work import Failure, failure_row
 
 CHUNK_ROWS = 200
 
@@ -54,38 +56,17 @@ def _rows(table: Any) -> Iterator[dict[str, Any]]:
 
 def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
     when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else None
-    meta = {c: row.get(name) for c, name in EXIF_FIELDS.items()}
-    photo = PhotoRow(
-        row["path"], row.get("size") or 0, row.get("mtime_ns") or 0, row["sha256"], row.get("width"),
-        row.get("height"), row.get("format"), meta,
-    )  # fmt: skip
-    score = ScoreRow(
-        sha256=row["sha256"],
-        model=row["model"],
-        checkpoint_id=row["checkpoint_id"],
-        preprocess=row["preprocess"],
-        score=row["score"],
-        outputs=list(row.get("outputs") or []),
-        n_tokens=row.get("n_tokens"),
-        input_size=(row["input_width"], row["input_height"]) if row.get("input_width") else None,
-        token_path=row.get("token_path"),
-        kept_cells=[(int(r), int(c)) for r, c in row.get("kept_cells") or []],
-        cell_size=row.get("cell_size"),
-        embedding=row.get("embedding"),
-        seconds=row.get("seconds"),
-    )
-    return [store.op_photo(photo, when), store.op_score(score, when), store.op_clear_failure(row["path"])]
+    return [store.op_photo(photo_of(row), when), store.op_score(score_of(row), when),
+            store.op_clear_failure(row["path"])]  # fmt: skip
 
 
 def _failure_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
     when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else None
-    # the same key as ScoreOptions.failure_options: `charm score` then reports it without retrying
-    options = f"{row.get('preprocess')};max_pixels={row.get('max_pixels')}"
-    failure = FailureRow(
-        row["path"], row.get("error") or "failed", row.get("error_kind"), row.get("sha256"), row.get("size"),
-        row.get("mtime_ns"), options,
-    )  # fmt: skip
-    ops = [store.op_failure(failure, when)]
+    # keyed as `charm score` keys it: a later run then reports it without retrying
+    failure = Failure(row.get("error") or "failed", row.get("error_kind"), row.get("sha256"))
+    stored = failure_row(row["path"], failure, row.get("size"), row.get("mtime_ns"), row.get("preprocess"),
+                         row.get("max_pixels"))  # fmt: skip
+    ops = [store.op_failure(stored, when)]
     old = store.photo_by_path(row["path"])
     if old is not None and (old["size"], old["mtime_ns"]) != (row.get("size"), row.get("mtime_ns")):
         ops.append(store.op_drop_photo(row["path"]))  # its row describes content that is gone

@@ -6,12 +6,12 @@ inside a stage fails the whole job (and ``max_errored_blocks`` would silently dr
 of good photos), so every per-file problem becomes an ``error`` row carrying charm's one-line
 message, and the job goes on.
 
-* :class:`PrepareStage` (CPU): read the bytes once, hash, decode, EXIF, tokenize: the very
-  functions ``charm score`` calls (:func:`~charmcli.library.decode.read_bytes`,
-  :func:`~charmcli.library.decode.decode_image`, :func:`~charmcli.library.metadata.read_metadata`,
-  :meth:`Scorer.prepare <charmcli.model.charm.scorer.Scorer.prepare>`);
-* :class:`ScoreStage` (GPU when there is one): :meth:`Scorer.score_prepared` on batches of
-  sequences of similar length, sized from free GPU memory (one by one on CPU, as ``charm score``);
+* :class:`PrepareStage` (CPU): read the bytes once (local files or URLs), then the very unit
+  ``charm score`` runs for one photo (:func:`charmcli.work.prepare_file`: hash, decode, EXIF,
+  tokenize, one-line failures) with the model's weight-free preparer;
+* :class:`ScoreStage` (GPU when there is one): :func:`charmcli.work.run_batch` (the network,
+  one photo at a time if a batch fails) on batches of sequences of similar length, sized from
+  free GPU memory (one by one on CPU, as ``charm score``), and :func:`charmcli.work.score_row`;
 * :func:`write_stage`: one atomic Parquet part file per block (:mod:`charmcli.cluster.output`).
 
 Tokens travel between the CPU and network stages as an ``.npz`` blob (no pickle).
@@ -20,10 +20,8 @@ Tokens travel between the CPU and network stages as an ``.npz`` blob (no pickle)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -32,10 +30,21 @@ import numpy as np
 import pyarrow as pa
 
 from charmcli import __version__
-from charmcli.cluster.output import EXIF_FIELDS, SCHEMA, OutputDir
-from charmcli.library.decode import DecodeError, decode_image, read_bytes
-from charmcli.library.metadata import read_metadata
-from charmcli.work import ScoreOptions, load_preparer, load_scorer
+from charmcli.cluster.output import SCHEMA, OutputDir, photo_columns, score_columns
+from charmcli.library.decode import DecodeError, read_bytes
+from charmcli.work import (
+    MODEL_FAILED,
+    Failure,
+    Prepared,
+    ScoreOptions,
+    failure_of,
+    load_preparer,
+    load_scorer,
+    photo_row,
+    prepare_file,
+    run_batch,
+    score_row,
+)
 
 if TYPE_CHECKING:
     from charmcli.model import Preparer, Scorer, Tokenized
@@ -89,11 +98,6 @@ def unpack_tokens(blob: bytes) -> Tokenized:
 # -- stages -------------------------------------------------------------------------------------
 
 
-def _one_line(exc: BaseException) -> str:
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return f"unexpected error: {type(exc).__name__}: {message}"[:300]
-
-
 def _identity(model: Preparer, options: ScoreOptions) -> dict[str, Any]:
     """The columns every row of a job carries: which model, which options, which charm."""
     return {
@@ -126,27 +130,26 @@ class PrepareStage:
     def prepare(self, path: str) -> dict[str, Any]:
         """One row: ``status="ok"`` with ``tokens`` for the network, or an error row. Never raises."""
         row: dict[str, Any] = {"path": path, **self.identity}
-        opts = self.options
         try:
             data = _read(path, row)
-            row["sha256"] = hashlib.sha256(data).hexdigest()
-            decoded = decode_image(
-                data, name=path, exact=opts.exact, max_side=opts.max_side, max_pixels=opts.max_pixels
-            )
-            meta = read_metadata(data).to_dict()
-            del data
-            row.update(width=decoded.width, height=decoded.height, format=decoded.format,
-                       warnings=list(decoded.warnings))  # fmt: skip
-            row.update({name: meta.get(c) for c, name in EXIF_FIELDS.items()})
-            row["tokens"] = pack_tokens(self.preparer.prepare(decoded.image))
-            row["status"] = "ok"
-        except DecodeError as exc:
-            row.update(status="error", error=str(exc), error_kind=exc.kind)
-        except MemoryError:
-            row.update(status="error", error="out of memory; lower --max-pixels", error_kind="too-large")
-        except Exception as exc:  # one bad file never stops the job
-            row.update(status="error", error=_one_line(exc), error_kind="internal")
+        except Exception as exc:
+            return _failed(row, failure_of(exc))
+        outcome = prepare_file(path, self.options, [lambda: self.preparer], data=data)
+        del data
+        if isinstance(outcome, Failure):
+            return _failed(row, outcome)
+        assert isinstance(outcome, Prepared)  # no plan: every file is prepared or fails
+        photo = photo_row(path, row.get("size") or 0, row.get("mtime_ns") or 0, outcome)
+        row.update(photo_columns(photo), sha256=outcome.sha256, warnings=list(outcome.decoded.warnings),
+                   tokens=pack_tokens(outcome.inputs[0]), status="ok")  # fmt: skip
         return row
+
+
+def _failed(row: dict[str, Any], failure: Failure) -> dict[str, Any]:
+    row.update(status="error", error=failure.reason, error_kind=failure.kind)
+    if failure.sha256 is not None:
+        row["sha256"] = failure.sha256
+    return row
 
 
 def _read(path: str, row: dict[str, Any]) -> bytes:
@@ -206,7 +209,7 @@ class ScoreStage:
             try:
                 prepared.append((row, unpack_tokens(row["tokens"])))
             except Exception as exc:
-                row.update(status="error", error=_one_line(exc), error_kind="internal")
+                _failed(row, failure_of(exc))
         prepared.sort(key=lambda p: -p[1].num_tokens)  # longest first: each batch's head is its longest
         start = 0
         while start < len(prepared):
@@ -218,30 +221,14 @@ class ScoreStage:
                 row.update(status="error", error="no tokens reached the network", error_kind="internal")
 
     def _score(self, chunk: Sequence[tuple[dict[str, Any], Tokenized]]) -> None:
-        begin = time.perf_counter()
-        try:
-            results = self.scorer.score_prepared([t for _, t in chunk])
-        except Exception:
-            if len(chunk) > 1:
-                for item in chunk:
-                    self._score([item])
-            else:
-                chunk[0][0].update(status="error", error="the model failed on this image", error_kind="model")
-            return
-        share = (time.perf_counter() - begin) / len(chunk)
+        results = run_batch(self.scorer, [t for _, t in chunk])
         for (row, _), result in zip(chunk, results, strict=True):
-            row.update(
-                score=result.score,
-                outputs=[float(v) for v in result.outputs],
-                n_tokens=result.n_tokens,
-                input_width=int(result.input_size[0]),
-                input_height=int(result.input_size[1]),
-                token_path=result.route,
-                kept_cells=[[int(r), int(c)] for r, c in result.kept_cells],
-                cell_size=result.cell_size,
-                embedding=None if result.embedding is None else result.embedding.astype("<f2").tobytes(),
-                seconds=share,
-            )
+            if result is None:
+                _failed(row, Failure(MODEL_FAILED, "model", row.get("sha256")))
+                continue
+            score = score_row(result, sha256=row["sha256"], model=row["model"], checkpoint_id=row["checkpoint_id"],
+                              preprocess=row["preprocess"])  # fmt: skip
+            row.update(score_columns(score))
 
 
 def write_stage(batch: pa.Table, output: str) -> pa.Table:

@@ -9,7 +9,7 @@ Gate points (``at``), each counted from 1 by ``nth``; every hit from the ``nth``
 
 * ``walk``: before the walk yields its ``nth`` file (``charmcli.pipeline.iter_files``);
 * ``load``: as the model starts loading (``charmcli.model.factory.load``: every scorer is built there);
-* ``read``: as a decode worker starts reading its ``nth`` file (``charmcli.pipeline.read_bytes``);
+* ``read``: as a decode worker starts reading its ``nth`` file (``charmcli.work.read_bytes``);
 * ``commit``: at the COMMIT of the ``nth`` transaction that wrote to ``scores``, after every row
   of it went to SQLite (an SQLite trace callback, so it sees whatever issues the COMMIT). Meant
   for SIGKILL: SQLite does not pass a KeyboardInterrupt out of a trace callback.
@@ -94,15 +94,15 @@ class Gate:
         factory.load = load
 
     def _install_read(self) -> None:
-        import charmcli.pipeline as pipeline
+        import charmcli.work as work
 
-        real = pipeline.read_bytes
+        real = work.read_bytes
 
         def read_bytes(*args: Any, **kwargs: Any) -> bytes:
             self.hit()
             return real(*args, **kwargs)
 
-        pipeline.read_bytes = read_bytes
+        work.read_bytes = read_bytes
 
     def _install_commit(self) -> None:
         real = sqlite3.connect

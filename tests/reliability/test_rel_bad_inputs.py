@@ -24,7 +24,7 @@ from PIL import Image
 from rel_helpers import error_lines, jsonl, make_photo
 
 import charmcli.cli.score as cli_mod
-import charmcli.pipeline as pipeline_mod
+import charmcli.work as work_mod
 from charmcli.library.scan import display_path
 
 
@@ -166,9 +166,9 @@ def test_every_bad_input_is_one_line_and_the_run_goes_on(cli, bad_lib, model_arg
 
     # Unchanged failures are not retried: not even read.
     reads: list[str] = []
-    real_read = pipeline_mod.read_bytes
+    real_read = work_mod.read_bytes
     monkeypatch.setattr(
-        pipeline_mod, "read_bytes", lambda p: reads.append(_name(os.fsdecode(p))) or real_read(p)
+        work_mod, "read_bytes", lambda p: reads.append(_name(os.fsdecode(p))) or real_read(p)
     )
     again = cli("score", root, *model_args, "--json")
     assert again.exit_code == 1 and "Traceback" not in again.stderr
