@@ -226,8 +226,9 @@ class ScoreStage:
             if result is None:
                 _failed(row, Failure(MODEL_FAILED, "model", row.get("sha256")))
                 continue
-            score = score_row(result, sha256=row["sha256"], model=row["model"], checkpoint_id=row["checkpoint_id"],
-                              preprocess=row["preprocess"])  # fmt: skip
+            # the row's own columns say whose score it is; the score's columns come from the stored row
+            score = score_row(result, sha256=row.get("sha256", ""), model=row.get("model", ""),
+                              checkpoint_id=row.get("checkpoint_id", ""), preprocess=row.get("preprocess", ""))  # fmt: skip
             row.update(score_columns(score))
 
 
