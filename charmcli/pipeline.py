@@ -45,7 +45,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from charmcli.library.scan import ScanEntry, ScanProblem, iter_files
-from charmcli.store import META_COLUMNS, BatchWriter, PhotoRow, ScoreRow, Store
+from charmcli.store import (
+    META_COLUMNS,
+    BatchWriter,
+    FailureCleared,
+    PhotoDropped,
+    PhotoRow,
+    PhotoSeen,
+    ScoreRow,
+    Store,
+    WriteRow,
+)
 from charmcli.work import (
     MODEL_FAILED,
     Failure,
@@ -378,7 +388,7 @@ class Pipeline:
                         quick = self._by_path(item)
                     if quick is not None:
                         if quick.status == "cached":
-                            self._queue(self.store.op_seen(quick.path))
+                            self._queue(PhotoSeen(quick.path))
                         window.append(_Done(quick))
                     else:
                         window.append((item, pool.submit(self._work, item)))
@@ -531,15 +541,15 @@ class Pipeline:
                                       preprocess=decoded.preprocess))  # fmt: skip
                 scores[name] = result.score
             if failed:
-                self._queue(*map(self.store.op_score, rows))  # what the other models found is kept
+                self._queue(*rows)  # what the other models found is kept
                 which = "" if len(names) == 1 else f" ({', '.join(failed)})"
                 failure = Failure(f"{MODEL_FAILED}{which}", "model", prepared.sha256)
                 item.event = self._finish(_Failed(entry, failure))
                 continue
             self._queue(
-                self.store.op_photo(photo_row(path, entry.size, entry.mtime_ns, prepared)),
-                *map(self.store.op_score, rows),
-                self.store.op_clear_failure(path),
+                photo_row(path, entry.size, entry.mtime_ns, prepared),
+                *rows,
+                FailureCleared(path),
             )
             item.event = FileEvent(
                 path, "scored", score=scores[names[0]], warnings=list(decoded.warnings), width=decoded.width,
@@ -555,7 +565,7 @@ class Pipeline:
                 photo = photo_row(path, entry.size, entry.mtime_ns, outcome.prepared)
             else:
                 photo = _copied_photo_row(path, entry, outcome.sha256, outcome.like)
-            self._queue(self.store.op_photo(photo), self.store.op_clear_failure(path))
+            self._queue(photo, FailureCleared(path))
             warnings = list(outcome.prepared.decoded.warnings) if outcome.prepared else []
             scores = {n: row["score"] for n, row in zip(self._names(), outcome.scores, strict=True)}
             return FileEvent(
@@ -564,15 +574,15 @@ class Pipeline:
             )  # fmt: skip
         failure = outcome.failure
         opts = self.options
-        ops = [self.store.op_failure(failure_row(path, failure, entry.size, entry.mtime_ns, opts.preprocess,
-                                                 opts.max_pixels))]  # fmt: skip
+        ops: list[WriteRow] = [failure_row(path, failure, entry.size, entry.mtime_ns, opts.preprocess,
+                                           opts.max_pixels)]  # fmt: skip
         old = self.store.photo_by_path(path)
         if old is not None and (old["size"], old["mtime_ns"]) != (entry.size, entry.mtime_ns):
-            ops.append(self.store.op_drop_photo(path))  # its row describes content that is gone
+            ops.append(PhotoDropped(path))  # its row describes content that is gone
         self._queue(*ops)
         return FileEvent(path, "error", error=failure.reason, sha256=failure.sha256)
 
-    def _queue(self, *ops: tuple[str, Sequence[Any]]) -> None:
+    def _queue(self, *ops: WriteRow) -> None:
         start = time.perf_counter()
         self.writer.add(*ops)
         self.profile.add("store", time.perf_counter() - start, 0)

@@ -2,7 +2,7 @@
 
 Rows cross the store's border as the store's own typed rows (read back from the columns by
 :mod:`charmcli.cluster.output`; a failure keyed by :func:`charmcli.work.failure_row`, as
-``charm score`` keys it) through its public ``op_*`` + ``write`` methods, in transactions of a few
+``charm score`` keys it) through its ``write`` method, in transactions of a few
 hundred rows: importing again upserts the same rows (nothing doubles), and an interrupted import
 keeps what it committed. The effect is what ``charm score`` would have stored for the same files:
 a later ``charm score`` of the same folder finds them cached (same path, size, mtime and options).
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charmcli.cluster.output import OutputDir, photo_of, score_of
-from charmcli.store import Store
+from charmcli.store import FailureCleared, PhotoDropped, Store, WriteRow, now_iso
 from charmcli.work import Failure, failure_row
 
 CHUNK_ROWS = 200
@@ -33,7 +33,7 @@ def import_dir(out: OutputDir, store: Store) -> ImportSummary:
     """Import every (deduplicated) row of ``out`` into ``store``."""
     table, warnings = out.read()
     summary = ImportSummary(files=len(out.parts()), warnings=tuple(warnings))
-    ops: list[tuple[str, Any]] = []
+    ops: list[WriteRow | tuple[WriteRow, str]] = []
     for row in _rows(table):
         if row["status"] == "ok" and row.get("score") is not None:
             ops.extend(_score_ops(store, row))
@@ -54,20 +54,19 @@ def _rows(table: Any) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
-    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else None
-    return [store.op_photo(photo_of(row), when), store.op_score(score_of(row), when),
-            store.op_clear_failure(row["path"])]  # fmt: skip
+def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[WriteRow, str]]:
+    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else now_iso()
+    return [(photo_of(row), when), (score_of(row), when), (FailureCleared(row["path"]), when)]
 
 
-def _failure_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
-    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else None
+def _failure_ops(store: Store, row: dict[str, Any]) -> list[tuple[WriteRow, str]]:
+    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else now_iso()
     # keyed as `charm score` keys it: a later run then reports it without retrying
     failure = Failure(row.get("error") or "failed", row.get("error_kind"), row.get("sha256"))
     stored = failure_row(row["path"], failure, row.get("size"), row.get("mtime_ns"), row.get("preprocess"),
                          row.get("max_pixels"))  # fmt: skip
-    ops = [store.op_failure(stored, when)]
+    ops: list[tuple[WriteRow, str]] = [(stored, when)]
     old = store.photo_by_path(row["path"])
     if old is not None and (old["size"], old["mtime_ns"]) != (row.get("size"), row.get("mtime_ns")):
-        ops.append(store.op_drop_photo(row["path"]))  # its row describes content that is gone
+        ops.append((PhotoDropped(row["path"]), when))  # its row describes content that is gone
     return ops
