@@ -1,33 +1,36 @@
-"""Score a stream of files against the store: cached → skip, known content → reuse, else decode + score.
+"""``charm score``'s run: walk the paths, look up the cache, score the rest, store the rows.
 
 The orchestration lives here, not in the CLI, so it can be driven and tested without a terminal
-and rendered any way (rich progress, JSON lines, a compare table). It yields one
-:class:`FileEvent` per input, in input order.
+and rendered any way (rich progress, JSON lines, a compare table): the CLI calls
+:meth:`Pipeline.run` once with the paths it was given and renders the :class:`FileEvent` it
+yields for each file found, in walk order. The work for one photo is :mod:`charmcli.work`'s,
+the same a cluster runs; what is left here is scheduling and the cache.
 
 How one run flows:
 
-1. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
+1. **The walk** (stat only, fast), so a progress bar knows its total.
+2. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
    path, size and mtime gives the sha256, and a score for (sha256, model, checkpoint,
    preprocess) means *cached*. A recorded failure with the same size/mtime/options is reported
-   as a *known* failure without retrying (``retry_failed`` overrides), so the CLI can sum such
+   as a *known failure* without retrying (``retry_failed`` overrides), so the CLI can sum such
    files up in one line instead of repeating them.
-2. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
-   the next files overlaps the network on this one): read the bytes once, hash them; if that
-   content already has a score (a moved, renamed or copied file) reuse it without decoding;
-   else decode, read EXIF from the same bytes and tokenize (``Scorer.prepare`` is thread-safe).
-3. **The network runs in the main thread**, in batches, then rows go to the store through a
-   :class:`~charmcli.store.BatchWriter` (small transactions: an interrupt loses only what is in
-   flight).
+3. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
+   the next files overlaps the network on this one): :func:`~charmcli.work.prepare_file` reads
+   the bytes once and hashes them; if that content already has a score (a moved, renamed or
+   copied file) it is reused without decoding; else decoded, EXIF read and prepared.
+4. **The network runs in the main thread**, in batches (:func:`~charmcli.work.run_batch`), then
+   rows go to the store through a :class:`~charmcli.store.BatchWriter` (small transactions: an
+   interrupt loses only what is in flight).
 
-Several models in one run (issue 13) share steps 1–2: a file counts as cached only when every
+Several models in one run (issue 13) share steps 1–3: a file counts as cached only when every
 model has its score, is read and decoded once, and is prepared once per distinct
 ``preprocess_key`` (models with equal preprocessing share the prepared input); each model then
 runs on the files it still lacks, and the event carries every model's score.
 
 The model is loaded lazily: a run whose files are all cached needs neither torch nor the
 checkpoint, as long as the checkpoint's identity is remembered in the store (it is after the
-first load). Per-file problems become ``error`` events; only an unusable model stops a run
-(:class:`FatalError`).
+first load), or the store knows one checkpoint only for the model asked. Per-file problems
+become ``error`` events; only an unusable model stops a run (:class:`FatalError`).
 """
 
 from __future__ import annotations

@@ -83,14 +83,14 @@ def unpack_tokens(blob: bytes) -> Tokenized:
     from charmcli.model.charm.tokenizer import Tokenized
 
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        grid = tuple(int(v) for v in z["grid28"]) if "grid28" in z else None
+        grid = (int(z["grid28"][0]), int(z["grid28"][1])) if "grid28" in z else None
         return Tokenized(
             tokens=torch.from_numpy(z["tokens"]),
             pos_embed=torch.from_numpy(z["pos_embed"]),
             scale_ids=torch.from_numpy(z["scale_ids"].astype(np.int64)),
             input_size=(int(z["input_size"][0]), int(z["input_size"][1])),
             route=str(z["route"]),
-            grid28=grid,  # type: ignore[arg-type]
+            grid28=grid,
             kept_cells=torch.from_numpy(z["kept_cells"]) if "kept_cells" in z else None,
         )
 
