@@ -41,6 +41,9 @@ class ScoreResult:
     kept_cells: list[tuple[int, int]] = field(default_factory=list)  #: (row, col) of kept cells
     cell_size: int | None = None  #: side of a kept cell in ``input_size`` pixels
     embedding: np.ndarray | None = None  #: float16 image descriptor (CLS): groups near-duplicates
+    #: float32 input of the head (Charm: [CLS, mean of patches]; EAT: the pooled features), what a
+    #: head fitted on top of the model (e.g. a photographer's taste) reads
+    head_input: np.ndarray | None = None
     seconds: float = 0.0  #: network time for this image (its share of a batch)
 
 

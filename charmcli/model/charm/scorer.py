@@ -227,7 +227,8 @@ class CharmScorer(Scorer):
             outputs = self.network.activate(logits)
             scores = self.to_score(outputs)
         outputs, scores = outputs.float().cpu(), scores.float().cpu()
-        cls = features[:, :dim].float().cpu().numpy().astype(np.float16)
+        head_input = features.float().cpu().numpy()
+        cls = head_input[:, :dim].astype(np.float16)
         share = (time.perf_counter() - start) / len(batch)
         return [
             ScoreResult(
@@ -239,6 +240,7 @@ class CharmScorer(Scorer):
                 kept_cells=t.kept_cells_rc(),
                 cell_size=CELL,
                 embedding=cls[i],
+                head_input=head_input[i],
                 seconds=share,
             )
             for i, t in enumerate(batch)

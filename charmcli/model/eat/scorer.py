@@ -143,7 +143,8 @@ class EatScorer(Scorer):
             logits, features = self.network(x)
         logits = logits.float().cpu()
         scores = self.to_score(logits)
-        embedding = features.float().cpu().numpy().astype("float16")
+        head_input = features.float().cpu().numpy()
+        embedding = head_input.astype("float16")
         share = (time.perf_counter() - start) / len(batch)
         return [  # no tokenizer: a fixed 224x224 input, no route, no kept cells
             ScoreResult(
@@ -151,6 +152,7 @@ class EatScorer(Scorer):
                 outputs=[float(v) for v in logits[i]],
                 input_size=b.input_size,
                 embedding=embedding[i],
+                head_input=head_input[i],
                 seconds=share,
             )
             for i, b in enumerate(batch)
