@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from rel_helpers import error_lines, jsonl, make_photo
 
-import charmcli.cli.score as cli_mod
+import charmcli.pipeline as pipeline_mod
 import charmcli.work as work_mod
 from charmcli.library.scan import display_path
 
@@ -102,7 +102,7 @@ def bad_lib(tmp_path, shared_photos, monkeypatch):
 
     monkeypatch.setattr(os, "open", refusing_open)
 
-    real_scan = cli_mod.scan
+    real_scan = pipeline_mod.scan
     new_content = make_photo(tmp_path / "changed.jpg", seed=14, size=(80, 60)).read_bytes()
 
     def racing_scan(paths, *args, **kwargs):
@@ -119,7 +119,7 @@ def bad_lib(tmp_path, shared_photos, monkeypatch):
         return items
 
     racing_scan.done = False
-    monkeypatch.setattr(cli_mod, "scan", racing_scan)
+    monkeypatch.setattr(pipeline_mod, "scan", racing_scan)
     return root, expected, hashlib.sha256(new_content).hexdigest()
 
 
