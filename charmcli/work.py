@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from charmcli.library.decode import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
     DecodedImage,
     DecodeError,
     decode_image,
@@ -65,7 +66,7 @@ class ScoreOptions:
     pos_embed: Path | None = None
     device: str = "auto"
     exact: bool = False
-    max_side: int = 1024
+    max_side: int = DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     rescore: bool = False
     retry_failed: bool = False
@@ -305,7 +306,7 @@ def _warn_if_long(name: str, data: bytes, notify: Callable[[str], None]) -> None
         return
     notify(
         f"{display_path(name)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
-        f"resolution; this one can take a minute or more on a CPU (--max-side 1024 is fast)"
+        f"resolution; this one can take a minute or more on a CPU (--max-side {DEFAULT_MAX_SIDE} is fast)"
     )
 
 

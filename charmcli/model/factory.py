@@ -35,6 +35,10 @@ def locate(
 
 
 def _family(files: ModelFiles) -> type[Scorer]:
+    """The family's scorer class, once torch is known to import (a broken install: one line)."""
+    from charmcli.model.engine import require_engine
+
+    require_engine()
     module, _, cls = files.spec.scorer_class.partition(":")
     return getattr(importlib.import_module(module), cls)
 

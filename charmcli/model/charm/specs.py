@@ -65,7 +65,7 @@ _AVA = tuple(float(i) for i in range(1, 11))  # 1 … 10
 SPECS: list[CharmSpec] = [
     CharmSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..1",
               factor=1.0, head_basis="code", description="AADB: aesthetic attributes, photography-oriented"),
-    CharmSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "0..10",
+    CharmSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "1..10",
               factor=10.0, head="relu", head_basis="inferred", description="TAD66K: theme-aware aesthetics"),
     CharmSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, "1..5",
               grades=_PARA, resize_max_side=1024, head="softmax", head_basis="code",
