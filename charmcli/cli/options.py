@@ -35,8 +35,9 @@ from rich.text import Text
 from charmcli.flags import FLAG_NAMES, Limits, parse_limits, parse_names
 from charmcli.library.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from charmcli.library.scan import display_path
-from charmcli.pipeline import DEFAULT_MODEL, ScoreOptions
+from charmcli.model.registry import DEFAULT_MODEL  # torch-free
 from charmcli.store import Store, StoreError, default_db_path
+from charmcli.work import ScoreOptions
 
 # -- output -------------------------------------------------------------------------------------
 
@@ -361,7 +362,7 @@ def score_options(
     if arch_config is not None:
         from charmcli.model.registry import get_spec  # torch-free
 
-        if not any(get_spec(n).family == "eat" for n in names):
+        if not any(get_spec(n).takes_arch_config for n in names):
             fail("--arch-config is for EAT models (--model eat-ava or eat-tad66k)")
         if not arch_config.is_file():
             fail(f"--arch-config {display_path(arch_config)}: no such file")
@@ -392,7 +393,8 @@ def score_options(
     if workers is not None:
         options.workers = workers
     if len(names) > 1:
-        from charmcli.pipeline import FatalError, per_model_options
+        from charmcli.pipeline import per_model_options
+        from charmcli.work import FatalError
 
         try:
             per_model_options(options)

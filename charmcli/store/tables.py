@@ -86,6 +86,14 @@ class Store(Database):
             return None
         return row
 
+    def checkpoint_ids(self, model: str) -> list[str]:
+        """Every checkpoint the memo has seen for ``model`` (whatever its source), oldest first."""
+        rows = self.conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE model = ? GROUP BY checkpoint_id ORDER BY MIN(seen_at)",
+            (model,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def remember_checkpoint(self, source: str, file: str, checkpoint_id: str, model: str) -> None:
         try:
             st = os.stat(file)
