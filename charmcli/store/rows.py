@@ -95,6 +95,15 @@ class FailureRow:
     options: str | None = None
 
 
+@dataclass
+class MeasuresRow:
+    """The technical measures of one file content, by the version that measured them."""
+
+    sha256: str
+    version: str  #: what measured them (pixel measures + face detector)
+    values: dict[str, float | int | None]  #: plain numbers; ``None`` = not measured
+
+
 @dataclass(frozen=True)
 class PhotoSeen:
     """An unchanged file was seen again (its ``last_seen`` moves)."""
@@ -128,7 +137,7 @@ class DecisionRow:
 
 
 #: Everything :meth:`Store.write <charmcli.store.Store.write>` and ``BatchWriter.add`` accept.
-WriteRow = PhotoRow | ScoreRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+WriteRow = PhotoRow | ScoreRow | MeasuresRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
 
 
 # -- rows out (what lookups and rankings return) -----------------------------------------------
@@ -213,6 +222,7 @@ class RankedPhoto(StoredPhoto):
     preprocess: str
     scored_at: str
     embedding: bytes | None  #: float16 CLS vector; None unless asked for
+    measures: dict[str, Any] | None  #: the content's latest technical measures, or None
 
 
 @dataclass

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,15 @@ from charmcli.store.rows import (
     check_date,
 )
 from charmcli.store.writes import statement
+
+
+def parse_measures(text: str | None) -> dict[str, Any] | None:
+    """A stored measures column (JSON object of numbers) as a mapping; ``None`` stays ``None``."""
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
+
 
 #: A row with the time to stamp it with (ISO UTC).
 Stamped = tuple[WriteRow, str]
@@ -58,6 +68,15 @@ class Store(Database):
     def failure_for(self, path: str) -> StoredFailure | None:
         return cast("StoredFailure | None", self.one("SELECT * FROM failures WHERE path = ?", (path,)))
 
+    def measures_for(self, sha256: str, version: str | None = None) -> dict[str, Any] | None:
+        """The measures of this content by ``version`` (``None``: the latest of any version), as a
+        mapping of numbers, or ``None`` when it was never measured (that way)."""
+        if version is None:
+            row = self.one("SELECT measures FROM measures WHERE sha256 = ? ORDER BY measured_at DESC LIMIT 1", (sha256,))
+        else:
+            row = self.one("SELECT measures FROM measures WHERE sha256 = ? AND version = ?", (sha256, version))
+        return None if row is None else parse_measures(row["measures"])
+
     def scores_for_sha(self, sha256: str) -> list[StoredScore]:
         sql = "SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC"
         return cast("list[StoredScore]", self.all(sql, (sha256,)))
@@ -76,6 +95,14 @@ class Store(Database):
         if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
             return None
         return row
+
+    def checkpoint_ids(self, model: str) -> list[str]:
+        """Every checkpoint the memo has seen for ``model`` (whatever its source), oldest first."""
+        rows = self.conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE model = ? GROUP BY checkpoint_id ORDER BY MIN(seen_at)",
+            (model,),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def remember_checkpoint(self, source: str, file: str, checkpoint_id: str, model: str) -> None:
         try:
@@ -119,7 +146,8 @@ class Store(Database):
         """Photo rows with their latest score for ``flt.model``, best first (ties: by path).
 
         Each row is the ``photos`` row plus the score's ``score``, ``model`` (the scoring model),
-        ``checkpoint_id``, ``preprocess`` and ``scored_at``. Filters other than ``folder`` run in
+        ``checkpoint_id``, ``preprocess`` and ``scored_at``, and ``measures`` (the content's latest
+        technical measures as a mapping, or ``None``). Filters other than ``folder`` run in
         SQL; rows stream, so callers can stop after N (and skip files that have vanished) without
         loading the whole library. ``embedding`` is that score's float16 CLS vector when
         ``embeddings`` is asked for, else None (it is large: a library's worth is megabytes).
@@ -154,7 +182,9 @@ class Store(Database):
             where.append("(" + " OR ".join(alternatives) + ")")
         sql = f"""
             SELECT p.*, l.score AS score, l.model AS model, l.checkpoint_id AS checkpoint_id,
-                   l.preprocess AS preprocess, l.scored_at AS scored_at, {"l.embedding" if embeddings else "NULL"} AS embedding
+                   l.preprocess AS preprocess, l.scored_at AS scored_at, {"l.embedding" if embeddings else "NULL"} AS embedding,
+                   (SELECT m.measures FROM measures m WHERE m.sha256 = p.sha256
+                    ORDER BY m.measured_at DESC LIMIT 1) AS measures
             FROM photos p JOIN latest_scores l ON l.sha256 = p.sha256
             WHERE {" AND ".join(where)}
             ORDER BY l.score DESC, p.path
@@ -165,10 +195,11 @@ class Store(Database):
             names = [c[0] for c in cursor.description]
             rows = cursor.fetchall()  # fetched under the lock; filtering below is lock-free
         for raw in rows:
-            row = cast(RankedPhoto, db_row(names, raw))
+            row = db_row(names, raw)
+            row["measures"] = parse_measures(row["measures"])
             if folder is not None and folder not in os.path.dirname(row["path"]).lower():
                 continue
-            yield row
+            yield cast(RankedPhoto, row)
 
     def model_scores(self, model: str) -> list[float]:
         """The latest ``model`` score of every photo row (one per path, as :meth:`iter_ranked` ranks
