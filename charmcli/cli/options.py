@@ -32,6 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from charmcli.flags import FLAG_NAMES, Limits, parse_limits, parse_names
 from charmcli.library.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from charmcli.library.scan import display_path
 from charmcli.model.registry import DEFAULT_MODEL  # torch-free
@@ -189,7 +190,46 @@ class DecodeArgs:
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
 
 
-_BUNDLES = (ModelArgs, DecodeArgs)
+HideFlaggedOpt = Annotated[
+    bool, typer.Option("--hide-flagged", help="Leave out photos with any technical flag (see `charm show`).")
+]
+HideOpt = Annotated[
+    str | None,
+    typer.Option("--hide", metavar="FLAG,...", help=f"Leave out photos with these flags ({', '.join(FLAG_NAMES)})."),
+]
+FlagLimitsOpt = Annotated[
+    str | None,
+    typer.Option("--flag-limits", metavar="NAME=VALUE,...",
+                 help="Change flag thresholds, e.g. soft_width=1.5 (docs/flags.md lists them)."),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FlagArgs:
+    """Which technical flags hide a photo and the limits that raise them (see :mod:`charmcli.flags`)."""
+
+    hide_flagged: HideFlaggedOpt = False
+    hide: HideOpt = None
+    flag_limits: FlagLimitsOpt = None
+
+    def limits(self) -> Limits:
+        """The limits asked for; a usage error (one line, exit 2) when the text is wrong."""
+        try:
+            return parse_limits(self.flag_limits or "")
+        except ValueError as exc:
+            fail(f"--flag-limits: {exc}")
+
+    def hidden(self) -> frozenset[str]:
+        """Flag names whose photos are left out (every flag with --hide-flagged)."""
+        if self.hide_flagged:
+            return frozenset(FLAG_NAMES)
+        try:
+            return frozenset(parse_names(self.hide or ""))
+        except ValueError as exc:
+            fail(f"--hide: {exc}")
+
+
+_BUNDLES = (ModelArgs, DecodeArgs, FlagArgs)
 
 
 def bundled(command: Callable[..., Any]) -> Callable[..., Any]:
