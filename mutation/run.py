@@ -9,7 +9,7 @@ per module); see docs/mutation.md.
 
 Why a scratch folder per entry: mutmut reads its settings from ./pyproject.toml, one set per
 folder, and copies the sources and tests into ``mutants/`` there. The folder links the repository's
-``charmcli`` and ``tests`` and the shared test data beside it (``../shared`` of the copy).
+``charmcli``, ``tests`` and ``docs`` and the shared test data beside it (``../shared`` of the copy).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def _scratch(name: str, spec: dict) -> Path:
     """``.mutation/NAME`` with links to the code and tests and a pyproject whose [tool.mutmut] is this entry's."""
     folder = WORK / name
     folder.mkdir(parents=True, exist_ok=True)
-    for link, target in (("charmcli", ROOT / "charmcli"), ("tests", ROOT / "tests"), ("shared", SHARED.resolve())):
+    links = (("charmcli", ROOT / "charmcli"), ("tests", ROOT / "tests"), ("docs", ROOT / "docs"), ("shared", SHARED.resolve()))
+    for link, target in links:
         path = folder / link
         if not path.is_symlink():
             path.symlink_to(target)
@@ -45,6 +46,7 @@ def _scratch(name: str, spec: dict) -> Path:
         "only_mutate": [spec["file"]],
         "pytest_add_cli_args_test_selection": spec["tests"],
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-p", "no:randomly"],
+        "also_copy": ["docs"],  # tests read promises from the docs
         "use_git_change_detection": False,
     }
     lines = [f"{k} = {_toml(v)}" for k, v in settings.items()]
@@ -80,6 +82,8 @@ def run(name: str, spec: dict, jobs: int, fresh: bool) -> dict[str, list[str]]:
         shutil.rmtree(folder / "mutants", ignore_errors=True)
     done = _mutmut(folder, "run", "--max-children", str(jobs), *_patterns(spec))
     (folder / "run.log").write_text(done.stdout + done.stderr)
+    if "failed to collect stats" in done.stdout + done.stderr:
+        raise SystemExit(f"{name}: the tests fail without any mutant; see {folder / 'run.log'}")
     results = _mutmut(folder, "results", "--all", "true")
     by_status: dict[str, list[str]] = {}
     for line in results.stdout.splitlines():
