@@ -49,6 +49,7 @@ def _scratch(name: str, spec: dict) -> Path:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-p", "no:randomly"],
         "also_copy": ["docs"],  # tests read promises from the docs
         "use_git_change_detection": False,
+        **spec.get("mutmut", {}),  # an entry's own mutmut settings
     }
     lines = [f"{k} = {_toml(v)}" for k, v in settings.items()]
     (folder / "pyproject.toml").write_text(toml + "\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
