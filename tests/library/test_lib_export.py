@@ -310,3 +310,18 @@ def test_a_long_name_is_cut_to_exactly_the_limit(tmp_path: Path) -> None:
     src = _photo(tmp_path / ("x" * 250 + ".jpg"))
     (result,) = export_files([ExportItem(src, 1, 3.0)], tmp_path / "out", "copy", manifest=False)
     assert result.path.name == "0001_" + "x" * 231 + ".jpg" and len(os.fsencode(result.path.name)) == export._NAME_MAX
+
+
+def test_a_file_that_cannot_be_compared_is_not_taken_for_the_export(tmp_path: Path, sources: list[Path], monkeypatch) -> None:
+    """An unreadable file under the name (EACCES; root reads everything, so it is simulated) is
+    someone else's: the export takes -2 rather than calling it the same."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "0001_beach.jpg").write_bytes(sources[2].read_bytes())
+
+    def unreadable(a, b, shallow=True):
+        raise PermissionError(errno.EACCES, "Permission denied", str(a))
+
+    monkeypatch.setattr(export.filecmp, "cmp", unreadable)
+    (result,) = export_files([ExportItem(sources[2], 1, 9.0)], out, "copy", manifest=False)
+    assert result.path.name == "0001_beach-2.jpg" and not result.kept
