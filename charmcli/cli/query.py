@@ -54,8 +54,7 @@ from charmcli.cli.options import SimilarityOpt as _SimilarityOpt
 from charmcli.cli.score import score_files
 from charmcli.library.decode import DEFAULT_MAX_PIXELS
 from charmcli.library.scan import display_path
-from charmcli.selection import best_of_group_paths, library_percentiles, resolve_model, unscored_model
-from charmcli.store import TopFilter
+from charmcli.selection import Grouping, Query, library_percentiles, resolve_model, select, unscored_model
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
@@ -126,32 +125,16 @@ def top(
         if chosen is None:
             console.print("No scores yet: run `charm score PATH...` first.")
         else:
-            flt = TopFilter(
+            query = Query(
                 model=chosen, min_score=min_score, since=since, until=until, camera=camera, lens=lens,
-                folder=folder, paths=[os.path.abspath(p) for p in paths],
+                folder=folder, paths=[str(p) for p in paths], limit=n, embeddings=False,
+                best_of_group=Grouping(gap, similarity, chain.value) if best_of_group else None,
             )  # fmt: skip
-            keep = None
-            if best_of_group:
-                try:
-                    keep = best_of_group_paths(store, flt, gap, similarity, chain.value)
-                except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
-                    fail(str(exc))
-            for row in store.iter_ranked(flt):
-                if keep is not None and row["path"] not in keep:
-                    continue
-                if not os.path.exists(row["path"]):
-                    missing += 1  # moved or deleted since it was scored; `charm forget` tidies up
-                    continue
-                rows.append(_top_record(len(rows) + 1, row))
-                if len(rows) >= n:
-                    break
-            if rows:  # "calibrated score": standing among every photo scored with this model
-                for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
-                    r["percentile"] = pct
-                decided = store.decisions_for([r["path"] for r in rows])  # issue 14: review/rate decisions
-                for r in rows:
-                    made = decided.get(r["path"], {})
-                    r["rating"], r["label"] = made.get("rating"), made.get("label")
+            try:
+                sel = select(store, query)
+            except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
+                fail(str(exc))
+            rows, missing = [_top_record(row) for row in sel.rows], sel.missing
     if json_:
         emit_json(rows)
     elif csv_:
@@ -171,25 +154,25 @@ def top(
     raise typer.Exit(code)
 
 
-def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
+def _top_record(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "rank": rank,
+        "rank": row["rank"],
         "score": row["score"],
-        "percentile": None,
+        "percentile": row["percentile"],
         "path": row["path"],
-        "model": row["charm_model"],
+        "model": row["model"],
         "date_taken": row["date_taken"],
-        "camera": _camera(row["make"], row["model"]),
+        "camera": _camera(row["make"], row["camera_model"]),
         "make": row["make"],
-        "camera_model": row["model"],
+        "camera_model": row["camera_model"],
         "lens": row["lens"],
         "width": row["width"],
         "height": row["height"],
         "sha256": row["sha256"],
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
-        "rating": None,
-        "label": None,
+        "rating": row["rating"],
+        "label": row["label"],
     }
 
 

@@ -87,6 +87,7 @@ class Group:
     index: int  #: 0-based position in capture order among the returned groups
     members: list[PhotoRecord]
     best: PhotoRecord  #: highest score; ties go to the earliest frame
+    number: int = 0  #: what every listing shows, see :func:`number_groups`
     ids: list[Hashable] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -273,7 +274,20 @@ def find_groups(
         members = [records[i] for i in order[chunk]]
         best = max(members, key=_score_key)  # max() keeps the first of equals: the earliest frame
         groups.append(Group(index=len(groups), members=members, best=best))
+    number_groups(groups)
     return groups
+
+
+def number_groups(groups: Sequence[Group]) -> None:
+    """Number ``groups`` (in capture order) as ``charm groups``, the contact sheet and the desk show them.
+
+    Bursts of 2+ frames are 1, 2, … in capture order, so a burst keeps its number whether single
+    photos are listed or not; single photos continue after the last burst (``groups --all``).
+    """
+    bursts = [g for g in groups if g.size > 1]
+    singles = [g for g in groups if g.size <= 1]
+    for number, g in enumerate([*bursts, *singles], start=1):
+        g.number = number
 
 
 def best_frames(groups: Sequence[Group]) -> list[PhotoRecord]:
