@@ -69,6 +69,7 @@ from charmcli.store import (
     Store,
     WriteRow,
 )
+from charmcli.taste.features import lacks_features
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
     from charmcli.model import Scorer
@@ -539,7 +540,7 @@ class Pipeline:
         found = {}
         for i in range(len(self.models)):
             row = self.store.score_for(*self._key(sha256, i))
-            if row is not None:
+            if row is not None and not lacks_features(row):
                 found[i] = row
         return found
 
@@ -687,6 +688,7 @@ class Pipeline:
             cell_size=getattr(result, "cell_size", None),
             embedding=embedding,
             seconds=result.seconds,
+            patch_mean=_f16(getattr(result, "patch_mean", None)),
         )
 
     def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
@@ -785,6 +787,11 @@ class Pipeline:
             f"{display_path(entry.path)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
             f"resolution; this one can take a minute or more on a CPU (--max-side 1024 is fast)"
         )
+
+
+def _f16(vector: Any) -> bytes | None:
+    """A float vector as the store keeps it: float16 little-endian bytes."""
+    return None if vector is None else vector.astype("<f2").tobytes()
 
 
 def _abs(path: os.PathLike[str] | str) -> str:

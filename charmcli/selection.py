@@ -29,6 +29,7 @@ Extending the query (a new filter, a new ranking, a new fact about a score) mean
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
@@ -49,6 +50,9 @@ from charmcli.cull.groups import (
 from charmcli.cull.ratings import percentile_rank
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import Store, TopFilter
+from charmcli.taste.learn import load as load_taste
+from charmcli.taste.learn import predict as predict_taste
+from charmcli.taste.model import TasteModel
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
@@ -116,6 +120,10 @@ class Query:
     embeddings: bool = True  #: read the CLS vectors (needed to group the selection)
     percentiles: bool = True  #: attach each row's library percentile
     decisions: bool = True  #: attach the rating/label last recorded for each path
+    #: rank by this learned taste (``charm learn``) instead of the score, and attach ``taste``
+    #: (predicted stars, None for a photo without the features it was learned on); the best
+    #: frame of a burst is then the one the taste likes best
+    taste: str | None = None
 
     def ranking_filter(self, model: str) -> TopFilter:
         """The part of the query the store answers in SQL."""
@@ -152,16 +160,41 @@ def select(store: Store, query: Query) -> Selection:
     model = resolve_model(store, query.model)
     if model is None:
         return Selection(None)
+    taste = _taste(store, query.taste)
     flt = query.ranking_filter(model)
     keep = None
     if query.best_of_group is not None:
         every = _existing(store.iter_ranked(flt, embeddings=True), Selection(model))
-        keep = {g.best.id for g in query.best_of_group.groups(every.records)}
+        records = every.records
+        if taste is not None:  # the burst's pick is the frame the taste likes best
+            liked = _tasted(store, taste, every.rows)
+            records = [dataclasses.replace(r, score=v) for r, v in zip(records, liked, strict=True)]
+        keep = {g.best.id for g in query.best_of_group.groups(records)}
     sel = Selection(model)
     rows = store.iter_ranked(flt, embeddings=query.embeddings or keep is not None)
-    _existing(_ranked_rows(rows, keep), sel, query.limit)
+    ranked = _ranked_rows(rows, keep)
+    if taste is not None:
+        ranked = _by_taste(store, taste, list(ranked))
+    _existing(ranked, sel, query.limit)
     _attach(store, query, sel)
     return sel
+
+
+def _taste(store: Store, name: str | None) -> TasteModel | None:
+    """The learned taste ``name`` (:class:`~charmcli.taste.learn.TasteError` when there is none), or None."""
+    return None if name is None else load_taste(store, name)
+
+
+def _tasted(store: Store, taste: TasteModel, rows: Sequence[dict[str, Any]]) -> list[float | None]:
+    """Each row's predicted stars (None without the features the taste was learned on)."""
+    return predict_taste(store, taste, [r["sha256"] for r in rows])
+
+
+def _by_taste(store: Store, taste: TasteModel, rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``rows`` with ``taste`` attached, best liked first; photos it cannot judge last, by score."""
+    for row, value in zip(rows, _tasted(store, taste, rows), strict=True):
+        row["taste"] = value
+    return iter(sorted(rows, key=lambda r: (r["taste"] is None, -(r["taste"] or 0.0))))  # stable: score order
 
 
 def _ranked_rows(rows: Iterator[dict[str, Any]], keep: set[Hashable] | None) -> Iterator[dict[str, Any]]:

@@ -9,8 +9,8 @@ model or imports torch: culling runs on stored scores and embeddings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import sys
 from collections.abc import Hashable, Sequence
 from enum import Enum
@@ -31,6 +31,8 @@ from charmcli.cli.options import (
     PathsArg,
     RankModelOpt,
     SimilarityOpt,
+    TasteNameOpt,
+    TasteOpt,
     check_paths,
     common_folder,
     emit_json,
@@ -55,6 +57,7 @@ from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, Selection, select, unscored_model
 from charmcli.store import Store
+from charmcli.taste.learn import DEFAULT_TASTE
 
 
 class SidecarChoice(str, Enum):
@@ -67,15 +70,20 @@ class LayoutChoice(str, Enum):
     groups = "groups"
 
 
-def load_selection(store: Store, model: str | None, paths: Sequence[Path] = ()) -> Selection:
-    """The photos a cull command works on (with percentiles and decisions); says on stderr when
-    there is nothing to work on."""
+def load_selection(store: Store, model: str | None, paths: Sequence[Path] = (), taste: str | None = None) -> Selection:
+    """The photos a cull command works on (with percentiles and decisions, and ``taste`` when one
+    is named); says on stderr when there is nothing to work on."""
+    from charmcli.taste.learn import TasteError
+
     problem = unscored_model(store, model)
     if problem is not None and problem[1]:
         fail(problem[0])
     if problem is not None:
         err().print(escape(problem[0]))
-    sel = select(store, Query(model=model, paths=[str(p) for p in paths]))
+    try:
+        sel = select(store, Query(model=model, paths=[str(p) for p in paths], taste=taste))
+    except TasteError as exc:
+        fail(str(exc))
     if sel.model is None:
         err().print("No scores yet: run `charm score PATH...` first.")
     if sel.missing:
@@ -291,6 +299,8 @@ def rate(
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
     chain: ChainOpt = Chain.previous,
     model: RankModelOpt = None,
+    taste: TasteOpt = False,
+    taste_name: TasteNameOpt = DEFAULT_TASTE,
     db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")] = False,
     json_: JsonOpt = False,
@@ -299,6 +309,8 @@ def rate(
 
     Sidecars are merged: every other field is kept, only xmp:Rating and xmp:Label change, and a
     sidecar that already says the same is not rewritten. Photos themselves are never written.
+    With --taste the stars follow your learned taste instead of the score (photos it cannot
+    judge are left alone); either way they are charm's guesses, which `charm learn` ignores.
     """
     from charmcli.cull.ratings import best_of_group_flags, plan_ratings
     from charmcli.cull.xmp import apply_ratings, ratings_items
@@ -308,11 +320,15 @@ def rate(
     paths = paths or []
     check_paths(paths)
     with open_db(db) as store:
-        sel = load_selection(store, model, paths)
+        sel = load_selection(store, model, paths, taste_name if taste else None)
     records = sel.records
-    flags = best_of_group_flags(_groups_of(records, gap, similarity, chain)) if label and records else None
-    plans = plan_ratings({r.id: r.score for r in records}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
+    ranked = records  # what the stars and the burst's pick follow: the score, or the taste
+    if taste:
+        ranked = [dataclasses.replace(r, score=row["taste"]) for r, row in zip(records, sel.rows, strict=True)]
+    flags = best_of_group_flags(_groups_of(ranked, gap, similarity, chain)) if label and records else None
+    plans = plan_ratings({r.id: r.score for r in ranked}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
                          best_of_group=flags, best_label=label)  # fmt: skip
+    records = [r for r in records if r.id in plans]
     by_path = {str(r.path): r for r in records}
     items = sorted(ratings_items({r.id: r.path for r in records}, plans), key=lambda it: str(it[0]))
     changes = apply_ratings(items, style=sidecar.value, dry_run=dry_run)
@@ -331,6 +347,7 @@ def rate(
                   else ("would " if dry_run else "") + ("update" if ch.existed else "create"))  # fmt: skip
         photos.append({
             "path": str(ch.photo), "sidecar": str(ch.sidecar), "score": r.score,
+            **({"taste": sel.by_id[r.id]["taste"]} if taste else {}),
             "percentile": round(plan.percentile, 2), "stars": plan.stars, "label": plan.label,
             "old_rating": ch.old_rating, "new_rating": ch.new_rating, "old_label": ch.old_label,
             "new_label": ch.new_label, "existed": ch.existed, "status": status, "written": ch.written,
@@ -355,7 +372,8 @@ def rate(
         console.print(
             f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
             f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
-            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (" · nothing written (--dry-run)" if dry_run else "")
+            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (f", taste {taste_name}" if taste else "")
+            + (" · nothing written (--dry-run)" if dry_run else "")
         )
     elif sel.model:
         console.print("Nothing to rate.")

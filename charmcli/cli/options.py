@@ -129,6 +129,9 @@ ArchConfigOpt = Annotated[
 RankModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Use this model's scores (default: the most used).")
 ]
+# A learned taste (`charm learn`): Typer options cannot take an optional value, so the name is apart.
+TasteOpt = Annotated[bool, typer.Option("--taste", help="Rank by your learned taste (`charm learn`), not the score.")]
+TasteNameOpt = Annotated[str, typer.Option("--name", help="Which learned taste --taste uses.")]
 CheckpointOpt = Annotated[
     Path | None,
     typer.Option("--checkpoint", envvar="CHARM_CHECKPOINT",

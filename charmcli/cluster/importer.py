@@ -82,6 +82,7 @@ def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[WriteRow, str]]:
         cell_size=row.get("cell_size"),
         embedding=row.get("embedding"),
         seconds=row.get("seconds"),
+        patch_mean=row.get("patch_mean"),
     )
     return [(photo, when), (score, when), (FailureCleared(row["path"]), when)]
 

@@ -66,6 +66,7 @@ SCHEMA = pa.schema(
         pa.field("kept_cells", pa.list_(pa.list_(pa.int32()))),  # [[row, col], ...] at full resolution
         pa.field("cell_size", pa.int32()),
         pa.field("embedding", pa.binary()),  # float16 little-endian CLS vector (what `groups` uses)
+        pa.field("patch_mean", pa.binary()),  # float16 mean of the patch tokens (with CLS: a taste's features)
         pa.field("format", pa.string()),
         *(pa.field(name, _EXIF_TYPES.get(c, pa.string())) for c, name in EXIF_FIELDS.items()),
         pa.field("warnings", pa.list_(pa.string())),

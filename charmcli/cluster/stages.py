@@ -242,6 +242,7 @@ class ScoreStage(_Model):
                 kept_cells=[[int(r), int(c)] for r, c in result.kept_cells],
                 cell_size=result.cell_size,
                 embedding=None if result.embedding is None else result.embedding.astype("<f2").tobytes(),
+                patch_mean=None if getattr(result, "patch_mean", None) is None else result.patch_mean.astype("<f2").tobytes(),
                 seconds=share,
             )
 

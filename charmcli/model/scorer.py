@@ -53,6 +53,8 @@ class ScoreResult:
     cell_size: int = CELL  #: side of a kept cell in ``input_size`` pixels
     embedding: np.ndarray | None = None  #: CLS output (float16): a compact image descriptor
     seconds: float = 0.0  #: network time for this image (its share of a batch)
+    #: mean of the final patch tokens (float16); ``[embedding, patch_mean]`` is the head's input
+    patch_mean: np.ndarray | None = None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -238,6 +240,7 @@ class Scorer:
             scores = self.to_score(outputs)
         outputs, scores = outputs.float().cpu(), scores.float().cpu()
         cls = features[:, :dim].float().cpu().numpy().astype(np.float16)
+        mean = features[:, dim:].float().cpu().numpy().astype(np.float16)
         share = (time.perf_counter() - start) / len(batch)
         return [
             ScoreResult(
@@ -249,6 +252,7 @@ class Scorer:
                 kept_cells=t.kept_cells_rc(),
                 embedding=cls[i],
                 seconds=share,
+                patch_mean=mean[i],
             )
             for i, t in enumerate(batch)
         ]

@@ -151,6 +151,38 @@ def m004_camera_model(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE photos RENAME COLUMN model TO camera_model")
 
 
+@migration
+def m005_taste(db: sqlite_utils.Database) -> None:
+    """What a learned taste needs: each Charm score's mean patch token, and the tastes themselves.
+
+    ``scores.patch_mean`` beside ``scores.embedding`` (the CLS token) is the head's whole input,
+    ``[CLS, mean of patches]``; rows scored before this step have none until ``charm score``
+    scores the photo again. ``latest_scores`` is re-made to carry it. ``tastes`` holds each
+    learned model under its name (a few kilobytes).
+    """
+    db.execute("ALTER TABLE scores ADD COLUMN patch_mean BLOB")
+    db.execute("DROP VIEW latest_scores")
+    db.create_view(
+        "latest_scores",
+        """
+        SELECT id, sha256, model, checkpoint_id, preprocess, score, outputs, n_tokens, input_width,
+               input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at, patch_mean
+        FROM (
+            SELECT s.*, ROW_NUMBER() OVER (
+                PARTITION BY s.sha256, s.model ORDER BY s.scored_at DESC, s.id DESC) AS rn
+            FROM scores s
+        )
+        WHERE rn = 1
+        """,
+    )
+    db.create_table(
+        "tastes",
+        {"name": str, "data": bytes, "ratings": int, "method": str, "learned_at": str},
+        pk="name",
+        not_null={"data", "ratings", "method", "learned_at"},
+    )
+
+
 # New migrations go above this line.
 
 #: The version a database has once every migration ran.

@@ -40,6 +40,7 @@ SCORE_COLUMNS = (
     "cell_size",
     "embedding",
     "seconds",
+    "patch_mean",
 )
 
 
@@ -75,6 +76,9 @@ class ScoreRow:
     cell_size: int | None = None
     embedding: bytes | None = None  #: float16 bytes
     seconds: float | None = None
+    #: float16 bytes: the mean of the final patch tokens. With ``embedding`` (the CLS token) it is
+    #: the head's whole input, ``[CLS, mean of patches]``, what a learned taste works from.
+    patch_mean: bytes | None = None
 
 
 @dataclass
@@ -122,8 +126,27 @@ class DecisionRow:
     source: str  #: review | rate
 
 
+@dataclass(frozen=True)
+class TasteRow:
+    """A learned taste, stored under its name (a re-run of ``charm learn`` replaces it)."""
+
+    name: str
+    data: bytes  #: :meth:`charmcli.taste.TasteModel.to_bytes`
+    ratings: int
+    method: str
+
+
+@dataclass(frozen=True)
+class TasteForgotten:
+    """``charm learn --forget NAME``."""
+
+    name: str
+
+
 #: Everything :meth:`Store.write <charmcli.store.Store.write>` and ``BatchWriter.add`` accept.
-WriteRow = PhotoRow | ScoreRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+WriteRow = (
+    PhotoRow | ScoreRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow | TasteRow | TasteForgotten
+)
 
 
 @dataclass

@@ -23,6 +23,8 @@ from charmcli.store import (
     PhotoSeen,
     ScoreRow,
     Store,
+    TasteForgotten,
+    TasteRow,
     TopFilter,
     WriteRow,
 )
@@ -47,6 +49,8 @@ SAMPLES: dict[type, object] = {
     FailureCleared: FailureCleared("/p/bad.jpg"),
     PhotoDropped: PhotoDropped("/p/a.jpg"),
     DecisionRow: DecisionRow("/p/a.jpg", "sha-a", 4, "Green", "review"),
+    TasteRow: TasteRow("mine", b"npz", 20, "ridge"),
+    TasteForgotten: TasteForgotten("mine"),
 }
 
 
