@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from charmcli.library.decode import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
     DecodedImage,
     DecodeError,
     decode_image,
@@ -95,7 +96,7 @@ class ScoreOptions:
     pos_embed: Path | None = None
     device: str = "auto"
     exact: bool = False
-    max_side: int = 1024
+    max_side: int = DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     rescore: bool = False
     retry_failed: bool = False
@@ -359,6 +360,7 @@ class ModelHandle:
 
     def _load(self) -> tuple[Scorer, Path | None]:
         opts = self.options
+        from charmcli.model.engine import require_engine
         from charmcli.model.errors import CheckpointError, ModelUnavailableError
         from charmcli.model.registry import fetch, get_spec
 
@@ -371,6 +373,7 @@ class ModelHandle:
                 weights = Path(opts.checkpoint).absolute() if opts.checkpoint is not None else local_weights(spec)
                 if weights is None:  # known before torch loads, like a hub file
                     raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
+                require_engine()
                 from charmcli.model.eat.scorer import EatScorer
 
                 eat = EatScorer.from_files(weights, spec.name, opts.arch_config, device=opts.device)
@@ -382,10 +385,9 @@ class ModelHandle:
             else:
                 checkpoint, pos_embed = Path(opts.checkpoint).absolute(), opts.pos_embed
                 name = opts.model if opts.model_given else None
-            try:
-                from charmcli.model import Scorer
-            except ImportError as exc:  # pragma: no cover - broken installation
-                raise FatalError(f"cannot import the Charm engine: {exc}") from None
+            require_engine()  # a broken torch install: one line, not a 200-line traceback
+            from charmcli.model import Scorer
+
             scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
             return scorer, checkpoint
         except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
@@ -785,7 +787,7 @@ class Pipeline:
         assert self.notify is not None
         self.notify(
             f"{display_path(entry.path)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
-            f"resolution; this one can take a minute or more on a CPU (--max-side 1024 is fast)"
+            f"resolution; this one can take a minute or more on a CPU (--max-side {DEFAULT_MAX_SIDE} is fast)"
         )
 
 

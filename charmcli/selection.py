@@ -41,8 +41,8 @@ import numpy as np
 from charmcli.cull.groups import (
     DEFAULT_MAX_GAP_S,
     DEFAULT_MIN_SIMILARITY,
+    Chain,
     Group,
-    Link,
     PhotoRecord,
     find_groups,
     record_from_row,
@@ -93,11 +93,11 @@ class Grouping:
 
     gap: float = DEFAULT_MAX_GAP_S  #: seconds between neighbouring frames
     similarity: float = DEFAULT_MIN_SIMILARITY  #: cosine similarity of their embeddings
-    link: Link = "previous"  #: compare with the previous frame or the group's best
+    chain: Chain = "previous"  #: compare with the previous frame or the group's best (--chain)
 
     def groups(self, records: Sequence[PhotoRecord]) -> list[Group]:
         """Bursts among ``records``; ``ValueError`` for embeddings of different sizes (mixed checkpoints)."""
-        return find_groups(records, max_gap=self.gap, min_similarity=self.similarity, link=self.link)
+        return find_groups(records, max_gap=self.gap, min_similarity=self.similarity, chain=self.chain)
 
 
 @dataclass

@@ -284,7 +284,7 @@ def _stars_text(value: str | int | None) -> str:
 def rate(
     paths: PathsArg = None,
     stars: Annotated[
-        str, typer.Option("--stars", help="Percentile cuts between 1|2|3|4|5 stars, within the photos rated.")
+        str, typer.Option("--stars", metavar="CUTS", help="Percentile cuts between 1|2|3|4|5 stars, within the photos rated.")
     ] = ",".join(f"{v:g}" for v in DEFAULT_STAR_THRESHOLDS),
     reject_below: Annotated[
         float | None, typer.Option("--reject-below", min=0, max=100, help="Mark photos under this percentile rejected (-1).")
@@ -415,7 +415,7 @@ def _sidecar_stars(paths: Sequence[str]) -> dict[str, int]:
 
 def report(
     paths: PathsArg = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for index.html and thumbs/ (created).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for index.html and thumbs/ (created).")] = None,
     layout: Annotated[
         LayoutChoice, typer.Option("--layout", help="top: ranked grid; groups: one row per burst, best frame marked.")
     ] = LayoutChoice.top,

@@ -85,7 +85,7 @@ def _print(report: dict[str, Any]) -> None:
 
 def learn_command(
     paths: PathsArg = None,
-    name: Annotated[str, typer.Option("--name", help="Store the taste under this name.")] = DEFAULT_TASTE,
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Store the taste under this name.")] = DEFAULT_TASTE,
     forget_name: Annotated[
         str | None, typer.Option("--forget", metavar="NAME", help="Remove the taste NAME instead of learning.")
     ] = None,

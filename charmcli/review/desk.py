@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Link
+from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Chain
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL, REJECTED
 from charmcli.cull.report import camera_name
 from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_number, read_sidecar, sidecar_path
@@ -95,14 +95,14 @@ class Desk:
         pick_label: str = DEFAULT_BEST_LABEL,
         gap: float = DEFAULT_MAX_GAP_S,
         similarity: float = DEFAULT_MIN_SIMILARITY,
-        link: Link = "previous",
+        chain: Chain = "previous",
     ) -> None:
         self.store = store
         self.model = model
         self.roots = [os.path.abspath(p) for p in paths]
         self.sidecar: SidecarStyle = sidecar
         self.pick_label = pick_label
-        self.gap, self.similarity, self.link = gap, similarity, link
+        self.gap, self.similarity, self.chain = gap, similarity, chain
         self.missing = 0  #: scored rows whose file is gone (skipped)
         self._lock = threading.RLock()
         self._entries: dict[int, dict[str, Any]] = {}
@@ -124,7 +124,7 @@ class Desk:
         sel = select(self.store, self._query())
         rows, missing = sel.rows, sel.missing
         try:
-            groups = Grouping(self.gap, self.similarity, self.link).groups(sel.records)
+            groups = Grouping(self.gap, self.similarity, self.chain).groups(sel.records)
         except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
             raise DeskError(str(exc), 500) from None
         where = {m.id: (g, pos) for g in groups for pos, m in enumerate(g.members)}
