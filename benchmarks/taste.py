@@ -215,7 +215,7 @@ def main() -> None:
               f"{statistics.mean(cv):>10.2f}  {methods}")  # fmt: skip
     print(f"\n`charm learn` wall time through the CLI (≤ 200 ratings, {n_all} photos selected): "
           f"median {statistics.median(learn_seconds):.2f} s, max {max(learn_seconds):.2f} s")
-    print("\nLearning time, fit_taste on random features (ridge + ranking, both measured):")
+    print("\nLearning time, fit_taste on random features (ridge alone past 500 ratings):")
     frng = np.random.default_rng(7)
     for n, width in ((10_000, 770), (10_000, 1538)):
         X = frng.normal(size=(n, width)).astype(np.float32)

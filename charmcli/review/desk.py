@@ -34,6 +34,7 @@ from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_numb
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, select
 from charmcli.store import Store, check_date
+from charmcli.taste.learn import TasteError
 
 #: Lightroom's standard colour labels (what Bridge, darktable and digiKam map too).
 LABELS = ("Red", "Yellow", "Green", "Blue", "Purple")
@@ -96,8 +97,10 @@ class Desk:
         gap: float = DEFAULT_MAX_GAP_S,
         similarity: float = DEFAULT_MIN_SIMILARITY,
         chain: Chain = "previous",
+        taste: str | None = None,
     ) -> None:
         self.store = store
+        self.taste = taste  #: a learned taste (`charm learn`): each photo carries its prediction
         self.model = model
         self.roots = [os.path.abspath(p) for p in paths]
         self.sidecar: SidecarStyle = sidecar
@@ -118,6 +121,16 @@ class Desk:
         return Query(model=self.model, min_score=f.min_score, since=f.since, until=f.until, camera=f.camera,
                      folder=f.folder, paths=self.roots, **attach)  # fmt: skip
 
+    def _tasted(self) -> dict[int, float | None]:
+        """Photo id → the taste's predicted stars (empty without a taste): the page can sort by it."""
+        if self.taste is None:
+            return {}
+        try:
+            sel = select(self.store, self._query(taste=self.taste, embeddings=False, percentiles=False, decisions=False))
+        except TasteError as exc:
+            raise DeskError(str(exc), 409) from None
+        return {row["id"]: row["taste"] for row in sel.rows}
+
     def refresh(self) -> None:
         """Re-read the selection from the store (new scores, files gone) and regroup it."""
         version = self.store.data_version()
@@ -128,6 +141,7 @@ class Desk:
         except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
             raise DeskError(str(exc), 500) from None
         where = {m.id: (g, pos) for g in groups for pos, m in enumerate(g.members)}
+        tasted = self._tasted()
         entries: dict[int, dict[str, Any]] = {}
         order: list[int] = []
         for row in rows:
@@ -152,6 +166,7 @@ class Desk:
                 "group_size": g.size,
                 "group_pos": pos,
                 "best": g.size > 1 and g.best.id == row["id"],
+                "taste": tasted.get(row["id"]),
                 # private: what the image routes need (never sent to the page)
                 "_sha256": row["sha256"],
                 "_size": row["size"],
@@ -215,6 +230,7 @@ class Desk:
             "roots": [display_path(r) for r in self.roots],
             "sidecar": self.sidecar,
             "pick_label": self.pick_label,
+            "taste": self.taste,
             "labels": list(LABELS),
         }
 
