@@ -3,21 +3,14 @@ with the 2-layer conformance checkpoint, then copied (photos and a scores-only d
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scored_template import invoke, make_template, registered_copy
 from taste_library import make_library
-from typer.testing import CliRunner
-
-from charmcli.cli import app
 
 from shared_paths import conformance_model_args
-
-
-def _invoke(*args: object, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -27,32 +20,16 @@ def model_args() -> list[str]:
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory, model_args) -> tuple[Path, Path]:
-    """(pristine photos, a database holding their scores but no photo rows)."""
-    base = tmp_path_factory.mktemp("taste-library")
-    src = make_library(base / "src")
-    db = base / "template.db"
-    env = {"CHARM_DB": str(db), "XDG_DATA_HOME": str(base / "xdg")}
-    scratch = base / "scratch"
-    shutil.copytree(src, scratch)
-    result = _invoke("score", scratch, *model_args, "--quiet", env=env)
-    assert result.exit_code == 0, result.stderr
-    shutil.rmtree(scratch)
-    assert _invoke("forget", "--json", env=env).exit_code == 0  # rows go; scores stay (by content)
-    return src, db
+    return make_template(tmp_path_factory.mktemp("taste-library"), make_library, model_args)
 
 
 @pytest.fixture
 def cli() -> Callable[..., object]:
-    return _invoke
+    return invoke
 
 
 @pytest.fixture
 def library(tmp_path, template, _private_db, model_args) -> Path:
     """This test's copy of the library, registered in its private database (scores reused)."""
-    src, db = template
-    root = tmp_path / "library"
-    shutil.copytree(src, root)
-    shutil.copyfile(db, _private_db)
-    result = _invoke("score", root, *model_args, "--quiet")
-    assert result.exit_code == 0, result.stderr
-    return root
+    registered_copy(template, tmp_path / "library", _private_db, model_args)
+    return tmp_path / "library"
