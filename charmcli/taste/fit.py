@@ -36,9 +36,9 @@ MIN_RATINGS = 20
 #: Cross-validation folds (fewer when there are few ratings: each fold keeps at least 4).
 FOLDS = 5
 #: Ridge strengths tried, as multiples of the mean eigenvalue of the training fold's Gram matrix.
-RIDGE_GRID = 10.0 ** np.arange(-2.0, 4.01, 0.5)
+RIDGE_GRID = 10.0 ** np.arange(-3.0, 4.01, 0.5)
 #: Pairwise-loss strengths tried (features scaled to unit mean row norm, loss per pair).
-RANK_GRID = 10.0 ** np.arange(-5.0, 0.01, 1.0)
+RANK_GRID = 10.0 ** np.arange(-6.0, 0.01, 1.0)
 #: The ranking fit is tried up to this many ratings: its Newton steps cost n² per iteration, and
 #: with more ratings ridge, which learns from all of them at once, is the one to keep.
 RANK_MAX = 500
