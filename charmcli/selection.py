@@ -18,8 +18,10 @@ Two kinds of percentile appear, on purpose:
 Extending the query (a new filter, a new ranking, a new fact about a score) means one field on
 :class:`Query` and one step in :func:`select`:
 
-* a filter the database can answer (e.g. *hide photos with technical flags*) goes into
-  :meth:`Query.ranking_filter` → :class:`~charmcli.store.TopFilter` → the store's SQL;
+* a filter the database can answer goes into :meth:`Query.ranking_filter` →
+  :class:`~charmcli.store.TopFilter` → the store's SQL; one that needs a rule written in Python
+  (technical flags: their limits are settable, see :mod:`charmcli.flags`) is a step of
+  :func:`_flagged`, before grouping and before the limit;
 * a fact that is part of a score's identity (e.g. *the precision it was computed at*) is a
   :class:`~charmcli.store.TopFilter` field too, so ``latest_scores`` is read for that identity;
 * another order (e.g. *rank by a learned taste model*) replaces :func:`_ranked_rows`' order
@@ -48,6 +50,7 @@ from charmcli.cull.groups import (
     record_from_row,
 )
 from charmcli.cull.ratings import percentile_rank
+from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import Store, TopFilter
 from charmcli.taste.learn import load as load_taste
@@ -120,6 +123,8 @@ class Query:
     embeddings: bool = True  #: read the CLS vectors (needed to group the selection)
     percentiles: bool = True  #: attach each row's library percentile
     decisions: bool = True  #: attach the rating/label last recorded for each path
+    flag_limits: Limits = DEFAULT_LIMITS  #: thresholds turning measures into technical flags
+    hide_flags: frozenset[str] = frozenset()  #: leave out photos with any of these flags
     #: rank by this learned taste (``charm learn``) instead of the score, and attach ``taste``
     #: (predicted stars, None for a photo without the features it was learned on); the best
     #: frame of a burst is then the one the taste likes best
@@ -138,8 +143,9 @@ class Selection:
     """Scored photos (latest score of one model), best first, whose files still exist.
 
     Each row is the store's ranked row (``photos`` columns plus ``score``, ``model``,
-    ``checkpoint_id``, ``preprocess``, ``scored_at``) with ``rank`` (1 = best), ``percentile``
-    (library, or None) and ``rating``/``label`` (the last decision, or None) attached.
+    ``checkpoint_id``, ``preprocess``, ``scored_at``, ``measures``) with ``rank`` (1 = best),
+    ``percentile`` (library, or None), ``rating``/``label`` (the last decision, or None),
+    ``flags`` (technical flag names) and ``flag_reasons`` (the same in words) attached.
     """
 
     model: str | None
@@ -164,14 +170,14 @@ def select(store: Store, query: Query) -> Selection:
     flt = query.ranking_filter(model)
     keep = None
     if query.best_of_group is not None:
-        every = _existing(store.iter_ranked(flt, embeddings=True), Selection(model))
+        every = _existing(_flagged(store.iter_ranked(flt, embeddings=True), query), Selection(model))
         records = every.records
         if taste is not None:  # the burst's pick is the frame the taste likes best
             liked = _tasted(store, taste, every.rows)
             records = [dataclasses.replace(r, score=v) for r, v in zip(records, liked, strict=True)]
         keep = {g.best.id for g in query.best_of_group.groups(records)}
     sel = Selection(model)
-    rows = store.iter_ranked(flt, embeddings=query.embeddings or keep is not None)
+    rows = _flagged(store.iter_ranked(flt, embeddings=query.embeddings or keep is not None), query)
     ranked = _ranked_rows(rows, keep)
     if taste is not None:
         ranked = _by_taste(store, taste, list(ranked))
@@ -180,6 +186,18 @@ def select(store: Store, query: Query) -> Selection:
     return sel
 
 
+def _flagged(rows: Iterator[dict[str, Any]], query: Query) -> Iterator[dict[str, Any]]:
+    """Each row's technical flags under the query's limits; rows with a hidden flag left out.
+
+    Attached before grouping, so a burst's best frame is chosen knowing its frames' flags.
+    """
+    for row in rows:
+        found = evaluate(row.get("measures"), query.flag_limits)
+        if query.hide_flags and any(f.name in query.hide_flags for f in found):
+            continue
+        row["flags"] = [f.name for f in found]
+        row["flag_reasons"] = [f.reason for f in found]
+        yield row
 def _taste(store: Store, name: str | None) -> TasteModel | None:
     """The learned taste ``name`` (:class:`~charmcli.taste.learn.TasteError` when there is none), or None."""
     return None if name is None else load_taste(store, name)

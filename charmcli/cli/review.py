@@ -14,6 +14,8 @@ from charmcli.cli.options import (
     Chain,
     ChainOpt,
     DbOpt,
+    FlagArgs,
+    FlagLimitsOpt,
     GapOpt,
     PathsArg,
     RankModelOpt,
@@ -47,6 +49,7 @@ def review(
     taste: TasteOpt = False,
     taste_name: TasteNameOpt = DEFAULT_TASTE,
     db: DbOpt = None,
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
     """A culling desk in the browser: ranked grid, bursts, large view, keyboard ratings to XMP.
 
@@ -62,18 +65,19 @@ def review(
     label = pick_label.strip()
     if not label or len(label) > 32 or not label.isprintable():
         fail(f"--pick-label {pick_label!r}: give a short colour name such as Green")
+    limits = FlagArgs(flag_limits=flag_limits).limits()
     try:
         store = Store(db if db is not None else default_db_path())
     except StoreError as exc:
         fail(str(exc))
     try:
-        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value,
+        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value, limits,
              taste_name if taste else None)
     finally:
         store.close()
 
 
-def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain, taste) -> None:  # type: ignore[no-untyped-def]
+def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain, limits, taste) -> None:  # type: ignore[no-untyped-def]
     from charmcli.review.desk import Desk, DeskError
     from charmcli.review.images import ImageCache
     from charmcli.selection import resolve_model, unscored_model
@@ -86,7 +90,7 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
         fail("no scores yet: run `charm score PATH...` first")
     try:
         desk = Desk(store, chosen, [os.fspath(p) for p in paths], sidecar=sidecar, pick_label=label, gap=gap,
-                    similarity=similarity, chain=chain, taste=taste)  # fmt: skip
+                    similarity=similarity, chain=chain, flag_limits=limits, taste=taste)  # fmt: skip
     except DeskError as exc:
         fail(str(exc))
     facts = desk.facets()

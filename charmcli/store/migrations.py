@@ -152,21 +152,38 @@ def m004_camera_model(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m005_taste(db: sqlite_utils.Database) -> None:
-    """What a learned taste needs: each Charm score's mean patch token, and the tastes themselves.
+def m005_measures(db: sqlite_utils.Database) -> None:
+    """``measures``: a photo content's technical measures (focus, motion, exposure, faces).
 
-    ``scores.patch_mean`` beside ``scores.embedding`` (the CLS token) is the head's whole input,
-    ``[CLS, mean of patches]``; rows scored before this step have none until ``charm score``
+    Keyed by content and by the version of what measured it (the pixel measures and the face
+    detector), so an unchanged file is never measured twice and a new detector measures again.
+    ``measures`` is a JSON object of numbers (``null`` = not measured); flags are derived from it
+    when shown, under limits the user may change.
+    """
+    db.create_table(
+        "measures",
+        {"sha256": str, "version": str, "measures": str, "measured_at": str},
+        pk=("sha256", "version"),
+        not_null={"measures", "measured_at"},
+    )
+
+
+@migration
+def m006_taste(db: sqlite_utils.Database) -> None:
+    """What a learned taste needs: each score's whole head input, and the tastes themselves.
+
+    ``scores.head_input`` (float16; Charm: ``[CLS, mean of patch tokens]``) is what a model fitted
+    on top of the network reads; rows scored before this step have none until ``charm score``
     scores the photo again. ``latest_scores`` is re-made to carry it. ``tastes`` holds each
     learned model under its name (a few kilobytes).
     """
-    db.execute("ALTER TABLE scores ADD COLUMN patch_mean BLOB")
+    db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
     db.execute("DROP VIEW latest_scores")
     db.create_view(
         "latest_scores",
         """
         SELECT id, sha256, model, checkpoint_id, preprocess, score, outputs, n_tokens, input_width,
-               input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at, patch_mean
+               input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at, head_input
         FROM (
             SELECT s.*, ROW_NUMBER() OVER (
                 PARTITION BY s.sha256, s.model ORDER BY s.scored_at DESC, s.id DESC) AS rn

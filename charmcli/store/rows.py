@@ -40,7 +40,7 @@ SCORE_COLUMNS = (
     "cell_size",
     "embedding",
     "seconds",
-    "patch_mean",
+    "head_input",
 )
 
 
@@ -76,9 +76,9 @@ class ScoreRow:
     cell_size: int | None = None
     embedding: bytes | None = None  #: float16 bytes
     seconds: float | None = None
-    #: float16 bytes: the mean of the final patch tokens. With ``embedding`` (the CLS token) it is
-    #: the head's whole input, ``[CLS, mean of patches]``, what a learned taste works from.
-    patch_mean: bytes | None = None
+    #: float16 bytes: the head's whole input (Charm: ``[CLS, mean of patch tokens]``), what a
+    #: learned taste works from
+    head_input: bytes | None = None
 
 
 @dataclass
@@ -92,6 +92,15 @@ class FailureRow:
     size: int | None = None
     mtime_ns: int | None = None
     options: str | None = None
+
+
+@dataclass
+class MeasuresRow:
+    """The technical measures of one file content, by the version that measured them."""
+
+    sha256: str
+    version: str  #: what measured them (pixel measures + face detector)
+    values: dict[str, float | int | None]  #: plain numbers; ``None`` = not measured
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,8 @@ class TasteForgotten:
 
 #: Everything :meth:`Store.write <charmcli.store.Store.write>` and ``BatchWriter.add`` accept.
 WriteRow = (
-    PhotoRow | ScoreRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow | TasteRow | TasteForgotten
+    PhotoRow | ScoreRow | MeasuresRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+    | TasteRow | TasteForgotten
 )
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +21,15 @@ from typing import Any
 from charmcli.store.db import Database, db_params, db_row, from_db, now_iso, to_db
 from charmcli.store.rows import DecisionRow, TopFilter, WriteRow, check_date
 from charmcli.store.writes import statement
+
+
+def parse_measures(text: str | None) -> dict[str, Any] | None:
+    """A stored measures column (JSON object of numbers) as a mapping; ``None`` stays ``None``."""
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
+
 
 #: A row with the time to stamp it with (ISO UTC).
 Stamped = tuple[WriteRow, str]
@@ -49,6 +59,15 @@ class Store(Database):
     def failure_for(self, path: str) -> dict[str, Any] | None:
         return self.one("SELECT * FROM failures WHERE path = ?", (path,))
 
+    def measures_for(self, sha256: str, version: str | None = None) -> dict[str, Any] | None:
+        """The measures of this content by ``version`` (``None``: the latest of any version), as a
+        mapping of numbers, or ``None`` when it was never measured (that way)."""
+        if version is None:
+            row = self.one("SELECT measures FROM measures WHERE sha256 = ? ORDER BY measured_at DESC LIMIT 1", (sha256,))
+        else:
+            row = self.one("SELECT measures FROM measures WHERE sha256 = ? AND version = ?", (sha256, version))
+        return None if row is None else parse_measures(row["measures"])
+
     def scores_for_sha(self, sha256: str) -> list[dict[str, Any]]:
         return self.all("SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC", (sha256,))
 
@@ -66,6 +85,14 @@ class Store(Database):
         if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
             return None
         return row
+
+    def checkpoint_ids(self, model: str) -> list[str]:
+        """Every checkpoint the memo has seen for ``model`` (whatever its source), oldest first."""
+        rows = self.conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE model = ? GROUP BY checkpoint_id ORDER BY MIN(seen_at)",
+            (model,),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def remember_checkpoint(self, source: str, file: str, checkpoint_id: str, model: str) -> None:
         try:
@@ -109,7 +136,8 @@ class Store(Database):
         """Photo rows with their latest score for ``flt.model``, best first (ties: by path).
 
         Each row is the ``photos`` row plus the score's ``score``, ``model`` (the scoring model),
-        ``checkpoint_id``, ``preprocess`` and ``scored_at``. Filters other than ``folder`` run in
+        ``checkpoint_id``, ``preprocess`` and ``scored_at``, and ``measures`` (the content's latest
+        technical measures as a mapping, or ``None``). Filters other than ``folder`` run in
         SQL; rows stream, so callers can stop after N (and skip files that have vanished) without
         loading the whole library. ``embeddings`` adds that score's float16 CLS vector as
         ``embedding`` (bytes or None).
@@ -144,7 +172,9 @@ class Store(Database):
             where.append("(" + " OR ".join(alternatives) + ")")
         sql = f"""
             SELECT p.*, l.score AS score, l.model AS model, l.checkpoint_id AS checkpoint_id,
-                   l.preprocess AS preprocess, l.scored_at AS scored_at{", l.embedding AS embedding" if embeddings else ""}
+                   l.preprocess AS preprocess, l.scored_at AS scored_at{", l.embedding AS embedding" if embeddings else ""},
+                   (SELECT m.measures FROM measures m WHERE m.sha256 = p.sha256
+                    ORDER BY m.measured_at DESC LIMIT 1) AS measures
             FROM photos p JOIN latest_scores l ON l.sha256 = p.sha256
             WHERE {" AND ".join(where)}
             ORDER BY l.score DESC, p.path
@@ -156,6 +186,7 @@ class Store(Database):
             rows = cursor.fetchall()  # fetched under the lock; filtering below is lock-free
         for raw in rows:
             row = db_row(names, raw)
+            row["measures"] = parse_measures(row["measures"])
             if folder is not None and folder not in os.path.dirname(row["path"]).lower():
                 continue
             yield row
@@ -243,15 +274,15 @@ class Store(Database):
     # -- learned tastes ------------------------------------------------------------------------
 
     def head_features(self, sha256s: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        """sha256 → scoring model → ``{"checkpoint_id", "score", "embedding", "patch_mean"}`` of its
-        latest score (the two vectors as float16 bytes, or None where not kept)."""
+        """sha256 → scoring model → ``{"checkpoint_id", "score", "head_input"}`` of its latest score
+        (the head input as float16 bytes, or None where it was not kept)."""
         found: dict[str, dict[str, dict[str, Any]]] = {}
         shas = list(dict.fromkeys(sha256s))
         for start in range(0, len(shas), 500):  # stay under SQLite's bound-parameter limit
             chunk = shas[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             for r in self.all(
-                "SELECT sha256, model, checkpoint_id, score, embedding, patch_mean FROM latest_scores "
+                "SELECT sha256, model, checkpoint_id, score, head_input FROM latest_scores "
                 f"WHERE sha256 IN ({marks})", chunk,
             ):  # fmt: skip
                 found.setdefault(r.pop("sha256"), {})[r.pop("model")] = r

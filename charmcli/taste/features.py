@@ -1,8 +1,8 @@
 """Stored scores → the feature matrix a taste is fitted on and predicts from.
 
-A photo's features are, for each Charm model it was scored with, the head's whole input
-``[CLS, mean of patch tokens]`` (``scores.embedding`` + ``scores.patch_mean``, float16), and the
-scores of every scoring model it has. Each block is named by model *and* checkpoint
+A photo's features are, for each model it was scored with, the head's whole input (Charm:
+``[CLS, mean of patch tokens]``; ``scores.head_input``, float16), and the scores of every
+scoring model it has. Each block is named by model *and* checkpoint
 (``head:aadb:<checkpoint id>``): features of another checkpoint mean something else, so a taste
 predicts nothing for a photo scored only with another one, rather than something wrong.
 """
@@ -15,22 +15,20 @@ from typing import Any
 
 import numpy as np
 
-#: photo content → scoring model → its latest score's ``checkpoint_id``, ``score``, ``embedding``, ``patch_mean``.
+#: photo content → scoring model → its latest score's ``checkpoint_id``, ``score`` and ``head_input``.
 Found = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 
 def lacks_features(score: Mapping[str, Any]) -> bool:
-    """Whether a stored Charm score (one with a token route) predates the patch mean being kept:
-    ``charm score`` then scores the photo again rather than reuse it, so a taste can use it."""
-    return score.get("token_path") is not None and score.get("patch_mean") is None
+    """Whether a stored score predates the head input being kept: ``charm score`` then scores the
+    photo again rather than reuse it, so that a taste can learn from it."""
+    return score.get("head_input") is None
 
 
 def head_vector(entry: Mapping[str, Any]) -> np.ndarray | None:
-    """``[CLS, mean of patches]`` of one stored score, or None when the patch mean was not kept."""
-    cls, mean = entry.get("embedding"), entry.get("patch_mean")
-    if cls is None or mean is None:
-        return None
-    return np.concatenate([np.frombuffer(bytes(cls), "<f2"), np.frombuffer(bytes(mean), "<f2")]).astype(np.float32)
+    """The head input of one stored score (Charm: ``[CLS, mean of patches]``), or None when not kept."""
+    data = entry.get("head_input")
+    return None if data is None else np.frombuffer(bytes(data), "<f2").astype(np.float32)
 
 
 def _block(kind: str, model: str, checkpoint: str) -> str:
@@ -72,7 +70,7 @@ def choose_layout(found: Found, sha256s: Sequence[str]) -> tuple[Layout, list[st
         for model, entry in found.get(sha, {}).items():
             key = (model, entry["checkpoint_id"])
             scores.setdefault(key, set()).add(sha)
-            if entry.get("embedding") is not None and entry.get("patch_mean") is not None:
+            if entry.get("head_input") is not None:
                 heads.setdefault(key, set()).add(sha)
     if not heads:
         return Layout([]), []

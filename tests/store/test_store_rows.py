@@ -18,6 +18,7 @@ from charmcli.store import (
     DecisionRow,
     FailureCleared,
     FailureRow,
+    MeasuresRow,
     PhotoDropped,
     PhotoRow,
     PhotoSeen,
@@ -44,6 +45,7 @@ def _score(sha: str, value: float, model: str = "aadb", ckpt: str = "c1", pre: s
 SAMPLES: dict[type, object] = {
     PhotoRow: PhotoRow("/p/a.jpg", 10, 1, "sha-a", 6, 4, "JPEG", {"make": "Canon", "camera_model": "EOS R5"}),
     ScoreRow: _score("sha-a", 0.5),
+    MeasuresRow: MeasuresRow("sha-a", "m1+none", {"focus_width": 0.7, "faces": None}),
     FailureRow: FailureRow("/p/bad.jpg", "truncated", "decode"),
     PhotoSeen: PhotoSeen("/p/a.jpg"),
     FailureCleared: FailureCleared("/p/bad.jpg"),

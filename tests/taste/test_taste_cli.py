@@ -172,7 +172,7 @@ def test_an_old_database_migrates_and_rescoring_adds_the_features(cli, library, 
     old = tmp_path / "old.db"
     conn = sqlite3.connect(old)
     legacy = sqlite_utils.Database(conn)
-    before = next(i for i, m in enumerate(MIGRATIONS) if m.name == "m005_taste")
+    before = next(i for i, m in enumerate(MIGRATIONS) if m.name == "m006_taste")
     for step in MIGRATIONS[:before]:
         step.apply(legacy)
     conn.execute(f"PRAGMA user_version = {before}")
@@ -189,7 +189,7 @@ def test_an_old_database_migrates_and_rescoring_adds_the_features(cli, library, 
     shutil.copyfile(old, db)
     with Store(db) as store:
         assert store.version == SCHEMA_VERSION and store.tastes() == []
-        assert len(store.all("SELECT * FROM scores WHERE patch_mean IS NULL")) == N_PHOTOS
+        assert len(store.all("SELECT * FROM scores WHERE head_input IS NULL")) == N_PHOTOS
     _rate(_photos(library), range(N_PHOTOS))
     line = _one_line(cli("learn", library))
     assert "scored before charm kept what a taste needs" in line and "charm score" in line
