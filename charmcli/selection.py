@@ -36,7 +36,7 @@ import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import numpy as np
 
@@ -52,7 +52,7 @@ from charmcli.cull.groups import (
 from charmcli.cull.ratings import percentile_rank
 from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
-from charmcli.store import Store, TopFilter
+from charmcli.store import RankedPhoto, Store, TopFilter
 from charmcli.taste.learn import load as load_taste
 from charmcli.taste.learn import predict as predict_taste
 from charmcli.taste.model import TasteModel
@@ -138,6 +138,18 @@ class Query:
         )  # fmt: skip
 
 
+class SelectedPhoto(RankedPhoto):
+    """The store's ranked row with what :func:`select` attaches (what a new attachment extends)."""
+
+    rank: int  #: 1 = best in the selection
+    percentile: float | None  #: library percentile (None when not asked for)
+    rating: int | None  #: the rating last recorded (-1 rejected, 0 none, 1..5), or None
+    label: str | None  #: the colour label last recorded, or None
+    flags: list[str]  #: technical flag names under the query's limits (charmcli.flags)
+    flag_reasons: list[str]  #: the same flags in words
+    taste: float | None  #: the query's taste: predicted stars (None: no taste asked, or no features)
+
+
 @dataclass
 class Selection:
     """Scored photos (latest score of one model), best first, whose files still exist.
@@ -149,12 +161,12 @@ class Selection:
     """
 
     model: str | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: list[PhotoRecord] = field(default_factory=list)
+    rows: list[SelectedPhoto] = field(default_factory=list)
+    records: list[PhotoRecord] = field(default_factory=list)  #: one per row, for grouping
     missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
 
     @property
-    def by_id(self) -> dict[Hashable, dict[str, Any]]:
+    def by_id(self) -> dict[Hashable, SelectedPhoto]:
         return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
 
 
@@ -186,15 +198,16 @@ def select(store: Store, query: Query) -> Selection:
     return sel
 
 
-def _flagged(rows: Iterator[dict[str, Any]], query: Query) -> Iterator[dict[str, Any]]:
+def _flagged(rows: Iterator[RankedPhoto], query: Query) -> Iterator[SelectedPhoto]:
     """Each row's technical flags under the query's limits; rows with a hidden flag left out.
 
     Attached before grouping, so a burst's best frame is chosen knowing its frames' flags.
     """
-    for row in rows:
-        found = evaluate(row.get("measures"), query.flag_limits)
+    for ranked in rows:
+        found = evaluate(ranked.get("measures"), query.flag_limits)
         if query.hide_flags and any(f.name in query.hide_flags for f in found):
             continue
+        row = cast(SelectedPhoto, ranked)  # completed by _attach, before anyone reads it
         row["flags"] = [f.name for f in found]
         row["flag_reasons"] = [f.reason for f in found]
         yield row
@@ -203,24 +216,24 @@ def _taste(store: Store, name: str | None) -> TasteModel | None:
     return None if name is None else load_taste(store, name)
 
 
-def _tasted(store: Store, taste: TasteModel, rows: Sequence[dict[str, Any]]) -> list[float | None]:
+def _tasted(store: Store, taste: TasteModel, rows: Sequence[RankedPhoto]) -> list[float | None]:
     """Each row's predicted stars (None without the features the taste was learned on)."""
     return predict_taste(store, taste, [r["sha256"] for r in rows])
 
 
-def _by_taste(store: Store, taste: TasteModel, rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _by_taste(store: Store, taste: TasteModel, rows: list[RankedPhoto]) -> Iterator[RankedPhoto]:
     """``rows`` with ``taste`` attached, best liked first; photos it cannot judge last, by score."""
     for row, value in zip(rows, _tasted(store, taste, rows), strict=True):
-        row["taste"] = value
+        row["taste"] = value  # type: ignore[typeddict-unknown-key]
     return iter(sorted(rows, key=lambda r: (r["taste"] is None, -(r["taste"] or 0.0))))  # stable: score order
 
 
-def _ranked_rows(rows: Iterator[dict[str, Any]], keep: set[Hashable] | None) -> Iterator[dict[str, Any]]:
+def _ranked_rows(rows: Iterator[SelectedPhoto], keep: set[Hashable] | None) -> Iterator[SelectedPhoto]:
     """The store's ranking (best score first), narrowed to ``keep`` ids when given."""
     return rows if keep is None else (r for r in rows if r["id"] in keep)
 
 
-def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None = None) -> Selection:
+def _existing(rows: Iterator[SelectedPhoto], sel: Selection, limit: int | None = None) -> Selection:
     """Fill ``sel`` with the rows whose file exists (a vanished best frame must not hide its group)."""
     for row in rows:
         if limit is not None and len(sel.rows) >= limit:
@@ -234,7 +247,8 @@ def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None 
 
 
 def _attach(store: Store, query: Query, sel: Selection) -> None:
-    """Rank, library percentile and decision: the one place they are attached to a row."""
+    """Rank, library percentile and decision (and ``taste`` where none was asked): the one place
+    they are attached to a row."""
     pcts: list[float | None] = [None] * len(sel.rows)
     if query.percentiles and sel.model is not None:
         pcts = library_percentiles(store, sel.model, [r["score"] for r in sel.rows])
@@ -242,6 +256,7 @@ def _attach(store: Store, query: Query, sel: Selection) -> None:
     for rank, (row, pct) in enumerate(zip(sel.rows, pcts, strict=True), start=1):
         made = decided.get(row["path"], {})
         row.update(rank=rank, percentile=pct, rating=made.get("rating"), label=made.get("label"))
+        row.setdefault("taste", None)  # ranked by a taste: set by _by_taste
 
 
 def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> list[float | None]:
@@ -256,6 +271,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Grouping",
     "Query",
+    "SelectedPhoto",
     "Selection",
     "library_percentiles",
     "resolve_model",
