@@ -94,6 +94,20 @@ def test_edited_file_is_rescored(cli, library, model_args):
     assert [e["status"] for n, e in events.items() if n != "c.jpg"] == ["cached"] * 7
 
 
+def test_an_edit_that_keeps_the_mtime_is_rescored(cli, library, model_args):
+    """``cp -p``, ``rsync -t``, ``touch -r`` and restores from backup keep a file's mtime: its size tells."""
+    before = {Path(e["path"]).name: e for e in lines(cli("score", library, *model_args, *SMALL, "--json"))}
+    target = library / "2024" / "c.jpg"
+    old = target.stat()
+    make_photo(target, seed=99)
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert target.stat().st_mtime_ns == old.st_mtime_ns and target.stat().st_size != old.st_size
+    events = {Path(e["path"]).name: e for e in lines(cli("score", library, *model_args, *SMALL, "--json"))}
+    assert events["c.jpg"]["status"] == "scored"
+    assert events["c.jpg"]["sha256"] != before["c.jpg"]["sha256"]
+    assert [e["status"] for n, e in events.items() if n != "c.jpg"] == ["cached"] * 7
+
+
 def test_rescore_and_preprocess_are_part_of_the_key(cli, library, model_args):
     cli("score", library / "misc", *model_args, *SMALL)
     assert lines(cli("score", library / "misc", *model_args, *SMALL, "--rescore", "--json"))[0]["status"] == "scored"
