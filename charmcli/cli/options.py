@@ -500,11 +500,14 @@ def print_table(
     rows: Sequence[Sequence[str] | None],
     *,
     title: str | None = None,
-    min_path: int = MIN_PATH,
+    min_path: int | None = None,
 ) -> None:
     """Print rows (``None`` = a section break) fitted to the console's width; see :class:`Column`.
 
-    What does not fit is said in one line on stderr: a column left out, a column cut short.
+    Optional columns give way so that every file name stays whole (``min_path=None``), or until
+    the path column is ``min_path`` cells wide, where the other columns matter more (names then
+    keep their start and end). What does not fit is said in one line on stderr: a column left
+    out, a column cut short.
     """
     active = list(range(len(columns)))
     natural = [
@@ -519,8 +522,10 @@ def print_table(
         fixed = sum(natural[i] for i in active if i != path_col)
         return width - fixed - 3 * (len(active) - 1)  # a space and two paddings between
 
+    names = [] if path_col is None else [cell_len(os.path.basename(display_path(r[path_col]))) for r in rows if r]
+    floor = min_path if min_path is not None else max([MIN_PATH] + [n + 2 for n in names])
     cut: dict[int, int] = {}
-    while path_col is not None and budget() < min(natural[path_col], min_path):
+    while path_col is not None and budget() < min(natural[path_col], floor):
         shorter = [i for i in active if columns[i].short and natural[i] > columns[i].short]
         if shorter:
             i = shorter[0]
@@ -530,16 +535,15 @@ def print_table(
         if not optional:
             break
         active.remove(max(optional, key=lambda i: columns[i].drop))
-    for i in list(cut):  # a column left out may have made room for a cut one again
+    for i in list(cut):  # a column left out may have made room for a cut one, the path losing nothing
         natural[i] = full[i]
-        if path_col is not None and budget() < min(natural[path_col], min_path):
+        if path_col is not None and budget() < natural[path_col]:
             natural[i] = cut[i]
         else:
             del cut[i]
     hidden = [f"{columns[i].header} left out" for i in range(len(columns)) if i not in active and columns[i].header]
     hidden += [f"{columns[i].header} cut short" for i in cut if i in active]
     if path_col is not None:  # free text gives way (down to 16 cells) before a file name is cut
-        names = [cell_len(os.path.basename(display_path(r[path_col]))) for r in rows if r is not None]
         need = min(natural[path_col], max([MIN_PATH] + [n + 2 for n in names]))
         for i in active:
             if columns[i].wrap and budget() < need:

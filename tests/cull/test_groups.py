@@ -124,7 +124,7 @@ def test_a_blocked_frame_is_never_best_while_an_unblocked_one_exists(rng, blocke
     recs[1].flags = frozenset({blocker})  # the best-scored frame has closed eyes / is soft / shaken
     recs[2].flags = frozenset({"underexposed"})  # exposure alone does not block (bursts share it)
     for link in ("previous", "best"):
-        (g,) = find_groups(recs, link=link)
+        (g,) = find_groups(recs, chain=link)
         assert g.best.id == "f2", link
     for r in recs:
         r.flags = frozenset({blocker})  # every frame blocked: the score decides again
