@@ -68,7 +68,7 @@ _HOME_BEFORE = _home_listing()
 # for the official package exactly as for charm. MKL_CBWR=COMPATIBLE selects that generic path
 # on every x86 CPU; MKL reads it at its first call, so it is set before anything imports torch.
 # Subprocesses inherit it. Production leaves MKL on AUTO (see the docstring of
-# charmcli.model.tokenizer.frequency_metric); tests/model/test_tokenizer.py checks that mode too.
+# charmcli.model.charm.tokenizer.frequency_metric); tests/model/test_tokenizer.py checks that mode too.
 os.environ["MKL_CBWR"] = "COMPATIBLE"
 
 from collections.abc import Callable

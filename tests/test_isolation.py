@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from charmcli.model.registry import charm_cache_dir, hub_cache_dir
-from charmcli.review.images import default_cache_dir
+from charmcli.model.registry import converted_cache_dir, hub_cache_dir
+from charmcli.review.images import picture_cache_dir
 from charmcli.store import default_db_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +32,8 @@ def test_every_place_a_library_writes_is_inside_this_run(monkeypatch):
     places = {
         "home": Path.home(), "~": os.path.expanduser("~"), "tempfile": tempfile.gettempdir(),
         "user_cache_dir": platformdirs.user_cache_dir("charm"), "user_data_dir": platformdirs.user_data_dir("charm"),
-        "user_config_dir": platformdirs.user_config_dir("chromium"), "charm_cache_dir": charm_cache_dir(),
-        "hub_cache_dir": hub_cache_dir(), "ray": get_default_ray_temp_dir(), "review cache": default_cache_dir(),
+        "user_config_dir": platformdirs.user_config_dir("chromium"), "converted_cache_dir": converted_cache_dir(),
+        "hub_cache_dir": hub_cache_dir(), "ray": get_default_ray_temp_dir(), "review cache": picture_cache_dir(),
         "database": default_db_path(),
     }  # fmt: skip
     outside = {k: str(v) for k, v in places.items() if not _inside_run(v)}

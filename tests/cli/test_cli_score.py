@@ -11,6 +11,7 @@ import pytest
 from cli_helpers import make_photo
 
 import charmcli.pipeline as pipeline_mod
+import charmcli.work as work_mod
 from charmcli.library.scan import SUPPORTED_EXTENSIONS
 from charmcli.store import Store
 
@@ -29,7 +30,7 @@ def forbid(monkeypatch, *names: str) -> None:
         raise AssertionError("the file should not have been read or decoded")
 
     for name in names:
-        monkeypatch.setattr(pipeline_mod, name, boom)
+        monkeypatch.setattr(work_mod, name, boom)
 
 
 def test_first_run_scores_everything_and_json_has_the_contract_shape(cli, library, model_args):
@@ -66,6 +67,25 @@ def test_cached_run_needs_no_model_load(cli, library, model_args, monkeypatch):
 
     monkeypatch.setattr(pipeline_mod.ModelHandle, "_load", no_load)
     assert cli("score", library, *model_args, *SMALL).exit_code == 0
+
+
+def test_fully_cached_rerun_without_checkpoint_needs_no_model(cli, library, model_args):
+    """Scored with local files, then run again without --checkpoint (offline, no hub cache): nothing
+    is to be scored, so the model is not needed and every score is the one stored."""
+    first = lines(cli("score", library, *model_args, *SMALL, "--json"))
+    result = cli("score", library, *SMALL, "--json")
+    assert result.exit_code == 0, result.stderr
+    again = lines(result)
+    assert [e["status"] for e in again] == ["cached"] * len(first)
+    assert [e["score"] for e in again] == [e["score"] for e in first]
+
+
+def test_rerun_without_checkpoint_still_needs_the_model_for_a_new_photo(cli, library, model_args):
+    cli("score", library, *model_args, *SMALL)
+    make_photo(library / "misc" / "new.jpg", seed=9)
+    result = cli("score", library, *SMALL)
+    assert result.exit_code == 2
+    assert "aadb_charm.pth" in result.stderr and "not in the hub cache" in result.stderr
 
 
 def test_moved_renamed_and_copied_files_reuse_scores_without_decoding(cli, library, model_args, monkeypatch):
