@@ -35,7 +35,7 @@ import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import numpy as np
 
@@ -51,7 +51,7 @@ from charmcli.cull.groups import (
 from charmcli.cull.ratings import percentile_rank
 from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
-from charmcli.store import Store, TopFilter
+from charmcli.store import RankedPhoto, Store, TopFilter
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
@@ -130,6 +130,17 @@ class Query:
         )  # fmt: skip
 
 
+class SelectedPhoto(RankedPhoto):
+    """The store's ranked row with what :func:`select` attaches (what a new attachment extends)."""
+
+    rank: int  #: 1 = best in the selection
+    percentile: float | None  #: library percentile (None when not asked for)
+    rating: int | None  #: the rating last recorded (-1 rejected, 0 none, 1..5), or None
+    label: str | None  #: the colour label last recorded, or None
+    flags: list[str]  #: technical flag names under the query's limits (charmcli.flags)
+    flag_reasons: list[str]  #: the same flags in words
+
+
 @dataclass
 class Selection:
     """Scored photos (latest score of one model), best first, whose files still exist.
@@ -141,12 +152,12 @@ class Selection:
     """
 
     model: str | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: list[PhotoRecord] = field(default_factory=list)
+    rows: list[SelectedPhoto] = field(default_factory=list)
+    records: list[PhotoRecord] = field(default_factory=list)  #: one per row, for grouping
     missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
 
     @property
-    def by_id(self) -> dict[Hashable, dict[str, Any]]:
+    def by_id(self) -> dict[Hashable, SelectedPhoto]:
         return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
 
 
@@ -170,26 +181,27 @@ def select(store: Store, query: Query) -> Selection:
     return sel
 
 
-def _flagged(rows: Iterator[dict[str, Any]], query: Query) -> Iterator[dict[str, Any]]:
+def _flagged(rows: Iterator[RankedPhoto], query: Query) -> Iterator[SelectedPhoto]:
     """Each row's technical flags under the query's limits; rows with a hidden flag left out.
 
     Attached before grouping, so a burst's best frame is chosen knowing its frames' flags.
     """
-    for row in rows:
-        found = evaluate(row.get("measures"), query.flag_limits)
+    for ranked in rows:
+        found = evaluate(ranked.get("measures"), query.flag_limits)
         if query.hide_flags and any(f.name in query.hide_flags for f in found):
             continue
+        row = cast(SelectedPhoto, ranked)  # completed by _attach, before anyone reads it
         row["flags"] = [f.name for f in found]
         row["flag_reasons"] = [f.reason for f in found]
         yield row
 
 
-def _ranked_rows(rows: Iterator[dict[str, Any]], keep: set[Hashable] | None) -> Iterator[dict[str, Any]]:
+def _ranked_rows(rows: Iterator[SelectedPhoto], keep: set[Hashable] | None) -> Iterator[SelectedPhoto]:
     """The store's ranking (best score first), narrowed to ``keep`` ids when given."""
     return rows if keep is None else (r for r in rows if r["id"] in keep)
 
 
-def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None = None) -> Selection:
+def _existing(rows: Iterator[SelectedPhoto], sel: Selection, limit: int | None = None) -> Selection:
     """Fill ``sel`` with the rows whose file exists (a vanished best frame must not hide its group)."""
     for row in rows:
         if limit is not None and len(sel.rows) >= limit:
@@ -225,6 +237,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Grouping",
     "Query",
+    "SelectedPhoto",
     "Selection",
     "library_percentiles",
     "resolve_model",

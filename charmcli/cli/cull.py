@@ -21,6 +21,7 @@ import typer
 from rich.markup import escape
 
 from charmcli.cli.options import (
+    MIN_PATH,
     Chain,
     ChainOpt,
     Column,
@@ -198,7 +199,8 @@ def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, sim
                           fmt_pct(m["percentile"]), relative_to(m["path"], folder), escape(m["taken"])])  # fmt: skip
         table.append(None)
     base = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · chain {chain.value}"
-    print_table(console, columns, table[:-1], title=folder_title(base, folder, console.width))
+    # when each frame was taken tells a burst apart; a long name keeps its start and end
+    print_table(console, columns, table[:-1], title=folder_title(base, folder, console.width), min_path=MIN_PATH)
 
 
 def _histogram(sims: np.ndarray, width: float = 0.02, max_bins: int = 25) -> tuple[np.ndarray, np.ndarray]:
@@ -384,8 +386,8 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
     label and what happened to the sidecar; the label goes first when narrow."""
     console = out()
     folder = common_folder([p["path"] for p in photos])
-    columns = [Column("file", path=True), Column("score", "right", drop=2), Column("pct", "right"),
-               Column("rating"), Column("label", drop=1), Column("sidecar")]  # fmt: skip
+    columns = [Column("file", path=True), Column("score", "right", drop=1), Column("pct", "right"),
+               Column("rating"), Column("label", drop=2), Column("sidecar")]  # fmt: skip
     rows = []
     for p in photos:
         rating = _stars_text(p["new_rating"])
@@ -398,7 +400,8 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
         rows.append([relative_to(p["path"], folder), fmt_score(p["score"]), f"{p['percentile']:.0f}", rating,
                      label, status])  # fmt: skip
     base = "ratings" + (" (dry run: nothing written)" if dry_run else "")
-    print_table(console, columns, rows, title=folder_title(base, folder, console.width))
+    # what a photo gets matters more here than its whole name (which keeps its start and end)
+    print_table(console, columns, rows, title=folder_title(base, folder, console.width), min_path=MIN_PATH)
 
 
 # -- charm report -------------------------------------------------------------------------------

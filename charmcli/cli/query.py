@@ -193,7 +193,7 @@ def _print_top(rows: list[dict[str, Any]], model: str) -> None:
     console = out()
     folder = common_folder([r["path"] for r in rows])
     columns = [Column("#", "right"), Column("score", "right"), Column("pct", "right"),
-               Column("file", path=True), Column("taken", drop=1, short=10), Column("camera", drop=2)]  # fmt: skip
+               Column("file", path=True), Column("taken", drop=1, short=10), Column("camera", drop=2, short=14, ellipsis=True)]  # fmt: skip
     table = [
         [str(r["rank"]), fmt_score(r["score"]), fmt_pct(r["percentile"]), relative_to(r["path"], folder),
          (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
@@ -372,8 +372,14 @@ def _print_show(info: dict[str, Any]) -> None:
         if photo.get(key) is not None:
             label = "camera model" if key == "model" else key
             console.print(f"[dim]{label:<13}[/dim] {escape(str(photo[key]))}", soft_wrap=True)
-    if info["failure"]:
-        console.print(f"[red]failed[/red] {escape(info['failure']['reason'])} ({info['failure']['failed_at']})")
+    failure = info["failure"]
+    if failure and not info["scores"]:
+        when = (failure["failed_at"] or "")[:16].replace("T", " ")
+        console.print(f"[red]Not scored: it failed[/red] ({escape(when)}): {escape(failure['reason'])}. "
+                      "It is not tried again while it does not change; `charm score --retry-failed` does.")  # fmt: skip
+        return
+    if failure:
+        console.print(f"[red]failed[/red] {escape(failure['reason'])} ({failure['failed_at']})")
     _print_flags(console, info)
     if not info["scores"]:
         console.print("Not scored yet: run `charm score` on it (or `charm show --explain OUT.png`).")
