@@ -175,10 +175,12 @@ def m006_taste(db: sqlite_utils.Database) -> None:
     ``scores.head_input`` (float16; Charm: ``[CLS, mean of patch tokens]``) is what a model fitted
     on top of the network reads; rows scored before this step have none until ``charm score``
     scores the photo again. ``latest_scores`` is re-made to carry it. ``tastes`` holds each
-    learned model under its name (a few kilobytes).
+    learned model under its name (a few kilobytes). Each part is skipped where it is already
+    there, so a file whose version number was set back (as tests do) upgrades too.
     """
-    db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
-    db.execute("DROP VIEW latest_scores")
+    if "head_input" not in db["scores"].columns_dict:
+        db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
+    db.execute("DROP VIEW IF EXISTS latest_scores")
     db.create_view(
         "latest_scores",
         """
@@ -197,6 +199,7 @@ def m006_taste(db: sqlite_utils.Database) -> None:
         {"name": str, "data": bytes, "ratings": int, "method": str, "learned_at": str},
         pk="name",
         not_null={"data", "ratings", "method", "learned_at"},
+        if_not_exists=True,
     )
 
 
