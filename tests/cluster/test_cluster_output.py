@@ -171,3 +171,36 @@ def test_usage_errors_answer_before_torch_or_ray(cli, tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["2", "[]"]
+
+
+def _dedupe_rows(rows: list[dict], schema: pa.Schema = SCHEMA) -> list[tuple]:
+    table = dedupe(pa.Table.from_pylist(rows, schema=schema))
+    return [(r["path"], r["status"], r.get("error") or r.get("score")) for r in table.to_pylist()]
+
+
+def test_dedupe_judges_each_row_against_the_best_so_far():
+    """Whatever order the parts come in: ok beats error, then the newer row; a tie keeps the first."""
+    later = T0 + timedelta(hours=1)
+    assert _dedupe_rows([_ok("/a", score=0.1), _err("/a", when=later)]) == [("/a", "ok", 0.1)]
+    assert _dedupe_rows([_ok("/a", score=0.9, when=later), _ok("/a", score=0.1)]) == [("/a", "ok", 0.9)]
+    assert _dedupe_rows([_ok("/a", score=0.1), _ok("/a", score=0.9, when=later)]) == [("/a", "ok", 0.9)]
+    assert _dedupe_rows([_ok("/a", score=0.3), _ok("/a", score=0.4), _err("/b"), _ok("/a", score=0.5)]) == [
+        ("/a", "ok", 0.3), ("/b", "error", "corrupt JPEG")]  # fmt: skip
+    no_stamps = pa.schema([f for f in SCHEMA if f.name != "written_at"])
+    rows = [{k: v for k, v in r.items() if k != "written_at"} for r in (_err("/a"), _ok("/a", score=0.2), _err("/a"))]
+    assert _dedupe_rows(rows, no_stamps) == [("/a", "ok", 0.2)]
+
+
+def test_unreadable_parts_are_one_line_warnings_of_at_most_300_characters(tmp_path):
+    out = OutputDir.open(tmp_path / ("deep-" * 40) / "out", create=True)
+    assert out.read(["path", "score"])[0].column_names == ["path", "score"]  # nothing yet: the columns asked
+    out.write_part([_ok("/a.jpg")])
+    bad = Path(out.join("part-0-broken.parquet"))
+    bad.write_bytes(b"PAR1 but not really parquet PAR1")
+    try:
+        pq.read_table(bad)
+    except (OSError, pa.ArrowException) as exc:
+        reason = " ".join(str(exc).split())
+    table, warnings = out.read()
+    assert table.column("path").to_pylist() == ["/a.jpg"]
+    assert warnings == [f"skipped unreadable {bad}: {reason}"[:300]] and len(warnings[0]) == 300
