@@ -185,3 +185,73 @@ def test_a_broken_sidecar_is_reported_with_its_photo(tmp_path):
     (change,) = apply_ratings([(photo, 3, None, None)])
     assert (change.photo, change.sidecar, change.existed) == (photo, sidecar_path(photo), True)
     assert change.error == "no root element" and not change.written
+
+
+def test_a_closing_tag_in_a_comment_and_a_head_comment_with_slash_gt_do_not_cut_the_packet(tmp_path):
+    photo = _photo(tmp_path)
+    head = "<!-- a/> in the head -->\n"
+    path = _write(photo, head + (
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!-- not the end: </x:xmpmeta> --><rdf:RDF xmlns:rdf="{RDF_NS}">'
+        f'<rdf:Description rdf:about="" xmlns:xmp="{XMP_NS}" xmp:Rating="1"/></rdf:RDF></x:xmpmeta>'
+    ) + TAIL)  # fmt: skip
+    assert update_sidecar(photo, rating=2).written and read_sidecar(path)["rating"] == "2"
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(head) and text.endswith(TAIL) and "<!-- not the end: </x:xmpmeta> -->" in text
+    bare = _photo(tmp_path, "bare.jpg")
+    bare_path = _write(bare, head + f'<rdf:RDF xmlns:rdf="{RDF_NS}"/>' + TAIL)
+    assert update_sidecar(bare, rating=3).written and read_sidecar(bare_path)["rating"] == "3"
+    assert bare_path.read_text(encoding="utf-8").startswith(head + "<rdf:RDF")
+
+
+def test_an_attribute_set_in_a_later_description_is_not_copied_into_the_first(tmp_path):
+    photo = _photo(tmp_path)
+    path = _write(photo, (
+        f'<rdf:RDF xmlns:rdf="{RDF_NS}" xmlns:xmp="{XMP_NS}">'
+        '<rdf:Description rdf:about=""><xmp:CreatorTool>x</xmp:CreatorTool></rdf:Description>'
+        '<rdf:Description rdf:about="" xmp:Rating="1"/></rdf:RDF>'
+    ))  # fmt: skip
+    update_sidecar(photo, rating=4)
+    first, second = ET.fromstring(path.read_text(encoding="utf-8")).iter(DESC)
+    assert RATING not in first.attrib and first.find(RATING) is None and second.attrib[RATING] == "4"
+
+
+def test_prefixes_are_written_as_the_file_and_xmp_name_them(tmp_path):
+    """Other tools match prefixes too: a new sidecar says ``xmp:``, a file's own prefix stays its own,
+    and an element in a default namespace comes back well-formed in that namespace."""
+    photo = _photo(tmp_path)
+    update_sidecar(photo, rating=1)
+    assert 'xmp:Rating="1"' in sidecar_path(photo).read_text(encoding="utf-8")
+    other = _photo(tmp_path, "other.jpg")
+    unique = f"http://example.com/charm-test/{tmp_path.name}/"
+    path = _write(other, (
+        f'<rdf:RDF xmlns:rdf="{RDF_NS}" xmlns:xmp="{XMP_NS}" xmlns:zqtool="{unique}">'
+        f'<rdf:Description rdf:about="" zqtool:kept="yes"><plain xmlns="{unique}d">v</plain></rdf:Description></rdf:RDF>'
+    ))  # fmt: skip
+    update_sidecar(other, rating=2)
+    text = path.read_text(encoding="utf-8")
+    assert 'zqtool:kept="yes"' in text and 'xmp:Rating="2"' in text
+    assert ET.fromstring(text).find(f".//{{{unique}d}}plain").text == "v"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["\ufeff<?xml?><x/>".encode("utf-16-le"), "\ufeff<?xml?><x/>".encode("utf-16-be"),
+     "<?xml?><x/>".encode("utf-16-le"), "<?xml?><x/>".encode("utf-16-be")],
+    ids=["le-bom", "be-bom", "le", "be"],
+)
+def test_utf16_sidecars_are_refused_with_or_without_a_bom(tmp_path, raw):
+    photo = _photo(tmp_path)
+    sidecar_path(photo).write_bytes(raw)
+    with pytest.raises(XmpError) as err:
+        update_sidecar(photo, rating=1)
+    assert str(err.value) == "UTF-16/32 sidecars are not supported; convert it to UTF-8 first"
+    assert sidecar_path(photo).read_bytes() == raw
+
+
+def test_a_sidecar_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    photo = _photo(tmp_path)
+    sidecar_path(photo).write_bytes(b"<x:xmpmeta>caf\xe9</x:xmpmeta>")
+    with pytest.raises(XmpError) as err:
+        update_sidecar(photo, rating=1)
+    assert str(err.value) == ("not UTF-8: 'utf-8' codec can't decode byte 0xe9 in position 14: "
+                              "invalid continuation byte")  # fmt: skip
