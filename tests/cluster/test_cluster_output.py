@@ -204,3 +204,40 @@ def test_unreadable_parts_are_one_line_warnings_of_at_most_300_characters(tmp_pa
     table, warnings = out.read()
     assert table.column("path").to_pylist() == ["/a.jpg"]
     assert warnings == [f"skipped unreadable {bad}: {reason}"[:300]] and len(warnings[0]) == 300
+
+
+def test_urls_are_listed_once_each_in_input_order(monkeypatch):
+    """An object-store folder given twice, or overlapping another, yields each photo once."""
+    from charmcli.cluster import inputs
+
+    listed = {"s3://b/a": ["s3://b/a/1.jpg", "s3://b/a/2.jpg"], "s3://b/a/2.jpg": ["s3://b/a/2.jpg"]}
+    monkeypatch.setattr(inputs, "_list_url", lambda url: listed[url])
+    got = list_inputs(["s3://b/a/2.jpg", "s3://b/a", "s3://b/a"])
+    assert got.paths == ["s3://b/a/2.jpg", "s3://b/a/1.jpg"] and got.problems == []
+
+
+def test_url_listing_skips_hidden_parts_and_other_files_and_says_why_it_cannot_list(tmp_path):
+    lib = tmp_path / "lib"
+    for name in ("X.jpg", "sub/c.jpg", ".hidden/a.jpg", "sub/.b.jpg", "notes.txt"):
+        (lib / name).parent.mkdir(parents=True, exist_ok=True)
+        (lib / name).write_bytes(b"x")
+    assert _list_url(lib.as_uri()) == [(lib / "X.jpg").as_uri(), (lib / "sub" / "c.jpg").as_uri()]
+    assert _list_url((lib / "X.jpg").as_uri()) == [(lib / "X.jpg").as_uri()]
+    with pytest.raises(InputError) as err:
+        _list_url((tmp_path / "nope").as_uri())
+    assert str(err.value) == f"no such file or folder: {(tmp_path / 'nope').as_uri()}"
+    with pytest.raises(InputError) as err:
+        list_inputs(["nosuch://bucket/x"])
+    assert str(err.value) == "cannot list nosuch://bucket/x: Unrecognized filesystem type in URI: nosuch://bucket/x"
+
+
+def test_a_manifest_keeps_names_that_are_not_utf8(tmp_path):
+    manifest = tmp_path / "list.txt"
+    manifest.write_bytes(b"# a comment\ncaf\xe9.jpg\n\n  \xc3\xa9t\xc3\xa9.jpg  \n")
+    got = list_inputs([manifest]).paths
+    assert [os.fsencode(p) for p in got] == [os.fsencode(tmp_path) + b"/caf\xe9.jpg", os.fsencode(tmp_path) + "/été.jpg".encode()]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(InputError) as err:
+        list_inputs([broken])
+    assert str(err.value).startswith(f"cannot read manifest {broken}: ") and "\n" not in str(err.value)
