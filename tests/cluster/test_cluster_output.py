@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -192,7 +193,7 @@ def test_dedupe_judges_each_row_against_the_best_so_far():
 
 
 def test_unreadable_parts_are_one_line_warnings_of_at_most_300_characters(tmp_path):
-    out = OutputDir.open(tmp_path / ("deep-" * 40) / "out", create=True)
+    out = OutputDir.open(tmp_path / ("deep-" * 10) / "out", create=True)
     assert out.read(["path", "score"])[0].column_names == ["path", "score"]  # nothing yet: the columns asked
     out.write_part([_ok("/a.jpg")])
     bad = Path(out.join("part-0-broken.parquet"))
@@ -203,7 +204,17 @@ def test_unreadable_parts_are_one_line_warnings_of_at_most_300_characters(tmp_pa
         reason = " ".join(str(exc).split())
     table, warnings = out.read()
     assert table.column("path").to_pylist() == ["/a.jpg"]
-    assert warnings == [f"skipped unreadable {bad}: {reason}"[:300]] and len(warnings[0]) == 300
+    prefix = f"skipped unreadable {bad}: "
+    assert len(prefix) < 250 and len(prefix + reason) > 300  # the cut falls inside the reason
+    assert warnings == [(prefix + reason)[:300]]
+    Path(out.join("_charm_job.json")).write_text("{not json")
+    try:
+        json.loads("{not json")
+    except ValueError as exc:
+        why = " ".join(str(exc).split())
+    with pytest.raises(OutputError) as err:
+        out.read_job()
+    assert str(err.value) == f"{out.uri}/_charm_job.json is unreadable: {why}"
 
 
 def test_urls_are_listed_once_each_in_input_order(monkeypatch):

@@ -3,6 +3,7 @@ shared Adobe-style sidecars. Each case is one a hand-made or mutated merge got w
 
 from __future__ import annotations
 
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from charmcli.cull.xmp import (
     rating_number,
     read_sidecar,
     sidecar_path,
+    sidecar_ratings,
     update_sidecar,
 )
 
@@ -222,14 +224,15 @@ def test_prefixes_are_written_as_the_file_and_xmp_name_them(tmp_path):
     update_sidecar(photo, rating=1)
     assert 'xmp:Rating="1"' in sidecar_path(photo).read_text(encoding="utf-8")
     other = _photo(tmp_path, "other.jpg")
-    unique = f"http://example.com/charm-test/{tmp_path.name}/"
+    tag = uuid.uuid4().hex[:8]  # ElementTree's prefix registry is process-wide: a prefix never seen before
+    unique = f"http://example.com/charm-test/{tag}/"
     path = _write(other, (
-        f'<rdf:RDF xmlns:rdf="{RDF_NS}" xmlns:xmp="{XMP_NS}" xmlns:zqtool="{unique}">'
-        f'<rdf:Description rdf:about="" zqtool:kept="yes"><plain xmlns="{unique}d">v</plain></rdf:Description></rdf:RDF>'
+        f'<rdf:RDF xmlns:rdf="{RDF_NS}" xmlns:xmp="{XMP_NS}" xmlns:zq{tag}="{unique}">'
+        f'<rdf:Description rdf:about="" zq{tag}:kept="yes"><plain xmlns="{unique}d">v</plain></rdf:Description></rdf:RDF>'
     ))  # fmt: skip
     update_sidecar(other, rating=2)
     text = path.read_text(encoding="utf-8")
-    assert 'zqtool:kept="yes"' in text and 'xmp:Rating="2"' in text
+    assert f'zq{tag}:kept="yes"' in text and 'xmp:Rating="2"' in text
     assert ET.fromstring(text).find(f".//{{{unique}d}}plain").text == "v"
 
 
@@ -255,3 +258,9 @@ def test_a_sidecar_that_is_not_utf8_is_refused_in_one_line(tmp_path):
         update_sidecar(photo, rating=1)
     assert str(err.value) == ("not UTF-8: 'utf-8' codec can't decode byte 0xe9 in position 14: "
                               "invalid continuation byte")  # fmt: skip
+
+
+def test_ratings_of_photos_in_a_folder_that_is_gone(tmp_path):
+    photo = _photo(tmp_path)
+    update_sidecar(photo, rating=4)
+    assert sidecar_ratings([str(tmp_path / "gone" / "a.jpg"), str(photo)]) == ({str(photo): 4}, {})
