@@ -74,6 +74,8 @@ def _patterns(spec: dict) -> list[str]:
 
 def _mutmut(folder: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the copy in mutants/ is the one imported
+    # One thread per mutant: a child forked after torch started its OpenMP pool can hang forever.
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=folder, env=env, text=True,
                           capture_output=True)  # fmt: skip
 
