@@ -121,6 +121,7 @@ def groups(
     model: RankModelOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
     """Bursts and near-duplicates: photos close in time and alike to Charm, each group's best frame marked.
 
@@ -131,8 +132,10 @@ def groups(
     """
     paths = paths or []
     check_paths(paths)
+    flag_args = FlagArgs(flag_limits=flag_limits)
+    flag_args.limits()  # a usage error answers before the database opens
     with open_db(db) as store:
-        sel = load_selection(store, model, paths)
+        sel = load_selection(store, model, paths, flag_args)
     if sel.model is None:
         if json_:
             emit_json({} if calibrate else [])

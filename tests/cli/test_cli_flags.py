@@ -217,6 +217,8 @@ def test_a_burst_whose_best_scored_frame_is_soft_picks_a_sharp_one(cli, shared_p
     # with the soft limit moved out of reach, the score decides again
     relaxed = _top(cli, "--best-of-group", "--flag-limits", "soft_width=19")
     assert [r["path"] for r in relaxed] == [rows[0]["path"]]
+    [group] = json.loads(cli("groups", folder, "--json", "--flag-limits", "soft_width=19").stdout)
+    assert group["best"] == rows[0]["path"]
 
 
 @pytest.mark.skipif(not faces.HAVE_FACES, reason="the faces extra (opencv) is not installed")
