@@ -46,6 +46,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     relative_to,
+    say,
 )
 from charmcli.cull.groups import (
     DEFAULT_MIN_SIMILARITY,
@@ -153,10 +154,8 @@ def groups(
         in_multi = sum(g.size for g in multi)
         untimed = sum(r.timestamp is None or r.embedding is None for r in sel.records)
         note = f" ({untimed} without capture time or embedding stay single)" if untimed else ""
-        err().print(
-            f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them; "
-            f"keeping each group's best frame and every single photo leaves {len(found)}{note}."
-        )
+        say(err(), f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them;",
+            f"keeping each group's best frame and every single photo leaves {len(found)}{note}.", sep=" ")  # fmt: skip
 
 
 def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any]:
@@ -371,11 +370,12 @@ def rate(
         console.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
     if records:
         verb = "Would write" if dry_run else "Wrote"
-        console.print(
+        say(console,
             f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
-            f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
-            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (" · nothing written (--dry-run)" if dry_run else "")
-        )
+            f"unchanged, {len(errors)} error(s)",
+            f"stars by percentile within {len(records)} photo(s), cuts {'/'.join(f'{c:g}' for c in cuts)}, "
+            f"model {sel.model}",
+            "nothing written (--dry-run)" if dry_run else "")  # fmt: skip
     elif sel.model:
         console.print("Nothing to rate.")
     raise typer.Exit(1 if errors else 0)
@@ -486,8 +486,8 @@ def report(
                    "photos": len(chosen), "groups": n_groups, "thumbs": str(page.parent / "thumbs")})  # fmt: skip
     else:
         sys.stdout.write(page.as_uri() + "\n")
-    err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
-                 f"→ {escape(display_path(page))}")  # fmt: skip
+    say(err(), f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout",
+        f"→ {escape(display_path(page))}", sep=" ")  # fmt: skip
 
 
 __all__ = ["groups", "load_selection", "rate", "report"]
