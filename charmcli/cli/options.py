@@ -306,6 +306,9 @@ RankModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", metavar="NAME", help="Use this model's scores (default: the most used)."),
 ]
+# A learned taste (`charm learn`): Typer options cannot take an optional value, so the name is apart.
+TasteOpt = Annotated[bool, typer.Option("--taste", help="Rank by your learned taste (`charm learn`), not the score.")]
+TasteNameOpt = Annotated[str, typer.Option("--name", metavar="NAME", help="Which learned taste --taste uses.")]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, metavar="N", help="Decode threads (default: up to 4).")
 ]

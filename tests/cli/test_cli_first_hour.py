@@ -219,6 +219,7 @@ def _runs(library: Path, model_args: list[str], tmp_path: Path) -> dict[str, lis
         "groups": [["--all"]],
         "rate": [["--dry-run"]],
         "report": [["-o", tmp_path / "sheet"]],
+        "learn": [[library], ["--forget", "mine"]],
         "stats": [[]],
         "forget": [["--dry-run"]],
         "models": [[]],
