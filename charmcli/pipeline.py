@@ -61,6 +61,7 @@ from charmcli.store import (
     Store,
     WriteRow,
 )
+from charmcli.taste.features import lacks_features
 from charmcli.work import (
     MODEL_FAILED,
     Failure,
@@ -450,7 +451,7 @@ class Pipeline:
         found = {}
         for i in range(len(self.models)):
             row = self.store.score_for(*self._key(sha256, i))
-            if row is not None:
+            if row is not None and not lacks_features(row):
                 found[i] = row
         return found
 

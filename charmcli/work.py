@@ -387,6 +387,7 @@ def score_row(result: ScoreResult, *, sha256: str, model: str, checkpoint_id: st
         cell_size=result.cell_size,
         embedding=embedding,
         seconds=result.seconds,
+        head_input=None if result.head_input is None else result.head_input.astype("<f2").tobytes(),
     )
 
 

@@ -9,6 +9,7 @@ model or imports torch: culling runs on stored scores and embeddings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Hashable, Sequence
@@ -33,6 +34,8 @@ from charmcli.cli.options import (
     PathsArg,
     RankModelOpt,
     SimilarityOpt,
+    TasteNameOpt,
+    TasteOpt,
     bundled,
     check_paths,
     common_folder,
@@ -46,6 +49,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     relative_to,
+    say,
 )
 from charmcli.cull.groups import (
     DEFAULT_MIN_SIMILARITY,
@@ -58,6 +62,7 @@ from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, Selection, select, unscored_model
 from charmcli.store import Store
+from charmcli.taste.learn import DEFAULT_TASTE
 
 
 class SidecarChoice(str, Enum):
@@ -71,17 +76,24 @@ class LayoutChoice(str, Enum):
 
 
 def load_selection(
-    store: Store, model: str | None, paths: Sequence[Path] = (), flags: FlagArgs = FlagArgs()
+    store: Store, model: str | None, paths: Sequence[Path] = (), flags: FlagArgs = FlagArgs(), taste: str | None = None
 ) -> Selection:
     """The photos a cull command works on (with percentiles, decisions and technical flags under
-    the limits asked for); says on stderr when there is nothing to work on."""
+    the limits asked for, and ``taste`` when one is named); says on stderr when there is nothing
+    to work on."""
+    from charmcli.taste.learn import TasteError
+
     limits, hidden = flags.limits(), flags.hidden()
     problem = unscored_model(store, model)
     if problem is not None and problem[1]:
         fail(problem[0])
     if problem is not None:
         err().print(escape(problem[0]))
-    sel = select(store, Query(model=model, paths=[str(p) for p in paths], flag_limits=limits, hide_flags=hidden))
+    try:
+        sel = select(store, Query(model=model, paths=[str(p) for p in paths], flag_limits=limits, hide_flags=hidden,
+                                  taste=taste))  # fmt: skip
+    except TasteError as exc:
+        fail(str(exc))
     if sel.model is None:
         err().print("No scores yet: run `charm score PATH...` first.")
     if sel.missing:
@@ -156,10 +168,8 @@ def groups(
         in_multi = sum(g.size for g in multi)
         untimed = sum(r.timestamp is None or r.embedding is None for r in sel.records)
         note = f" ({untimed} without capture time or embedding stay single)" if untimed else ""
-        err().print(
-            f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them; "
-            f"keeping each group's best frame and every single photo leaves {len(found)}{note}."
-        )
+        say(err(), f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them;",
+            f"keeping each group's best frame and every single photo leaves {len(found)}{note}.", sep=" ")  # fmt: skip
 
 
 def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any]:
@@ -307,6 +317,8 @@ def rate(
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
     chain: ChainOpt = Chain.previous,
     model: RankModelOpt = None,
+    taste: TasteOpt = False,
+    taste_name: TasteNameOpt = DEFAULT_TASTE,
     db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")] = False,
     json_: JsonOpt = False,
@@ -320,7 +332,9 @@ def rate(
     A photo with a technical flag (soft, motion blur, bad exposure, closed eyes: `charm show`
     says which) gets at most 1 star, or a reject with --reject-flagged. Sidecars are merged: every
     other field is kept, only xmp:Rating and xmp:Label change, and a sidecar that already says
-    the same is not rewritten. Photos themselves are never written.
+    the same is not rewritten. Photos themselves are never written. With --taste the stars
+    follow your learned taste instead of the score (photos it cannot judge are left alone);
+    either way they are charm's guesses, which `charm learn` ignores.
     """
     from charmcli.cull.ratings import best_of_group_flags, plan_ratings
     from charmcli.cull.xmp import apply_ratings, ratings_items
@@ -332,13 +346,17 @@ def rate(
     flag_args = FlagArgs(flag_limits=flag_limits)
     flag_args.limits()  # a usage error answers before the database opens
     with open_db(db) as store:
-        sel = load_selection(store, model, paths, flag_args)
+        sel = load_selection(store, model, paths, flag_args, taste_name if taste else None)
     records = sel.records
-    best = best_of_group_flags(_groups_of(records, gap, similarity, chain)) if label and records else None
+    ranked = records  # what the stars and the burst's pick follow: the score, or the taste
+    if taste:
+        ranked = [dataclasses.replace(r, score=row["taste"]) for r, row in zip(records, sel.rows, strict=True)]
+    best = best_of_group_flags(_groups_of(ranked, gap, similarity, chain)) if label and records else None
     flagged = {r.id for r, row in zip(records, sel.rows, strict=True) if row["flags"]}
-    plans = plan_ratings({r.id: r.score for r in records}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
+    plans = plan_ratings({r.id: r.score for r in ranked}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
                          best_of_group=best, best_label=label, flagged=flagged,
                          reject_flagged=reject_flagged)  # fmt: skip
+    records = [r for r in records if r.id in plans]
     by_path = {str(r.path): r for r in records}
     items = sorted(ratings_items({r.id: r.path for r in records}, plans), key=lambda it: str(it[0]))
     changes = apply_ratings(items, style=sidecar.value, dry_run=dry_run)
@@ -358,6 +376,7 @@ def rate(
                   else ("would " if dry_run else "") + ("update" if ch.existed else "create"))  # fmt: skip
         photos.append({
             "path": str(ch.photo), "sidecar": str(ch.sidecar), "score": r.score,
+            **({"taste": sel.by_id[r.id]["taste"]} if taste else {}),
             "percentile": round(plan.percentile, 2), "stars": plan.stars, "label": plan.label,
             "flags": by_id[r.id]["flags"],
             "old_rating": ch.old_rating, "new_rating": ch.new_rating, "old_label": ch.old_label,
@@ -380,11 +399,12 @@ def rate(
         console.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
     if records:
         verb = "Would write" if dry_run else "Wrote"
-        console.print(
+        say(console,
             f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
-            f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
-            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (" · nothing written (--dry-run)" if dry_run else "")
-        )
+            f"unchanged, {len(errors)} error(s)",
+            f"stars by percentile within {len(records)} photo(s), cuts {'/'.join(f'{c:g}' for c in cuts)}, "
+            f"model {sel.model}" + (f", taste {taste_name}" if taste else ""),
+            "nothing written (--dry-run)" if dry_run else "")  # fmt: skip
     elif sel.model:
         console.print("Nothing to rate.")
     raise typer.Exit(1 if errors else 0)
@@ -495,8 +515,8 @@ def report(
                    "photos": len(chosen), "groups": n_groups, "thumbs": str(page.parent / "thumbs")})  # fmt: skip
     else:
         sys.stdout.write(page.as_uri() + "\n")
-    err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
-                 f"→ {escape(display_path(page))}")  # fmt: skip
+    say(err(), f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout",
+        f"→ {escape(display_path(page))}", sep=" ")  # fmt: skip
 
 
 __all__ = ["groups", "load_selection", "rate", "report"]

@@ -168,6 +168,41 @@ def m005_measures(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m006_taste(db: sqlite_utils.Database) -> None:
+    """What a learned taste needs: each score's whole head input, and the tastes themselves.
+
+    ``scores.head_input`` (float16; Charm: ``[CLS, mean of patch tokens]``) is what a model fitted
+    on top of the network reads; rows scored before this step have none until ``charm score``
+    scores the photo again. ``latest_scores`` is re-made to carry it. ``tastes`` holds each
+    learned model under its name (a few kilobytes). Each part is skipped where it is already
+    there, so a file whose version number was set back (as tests do) upgrades too.
+    """
+    if "head_input" not in db["scores"].columns_dict:
+        db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
+    db.execute("DROP VIEW IF EXISTS latest_scores")
+    db.create_view(
+        "latest_scores",
+        """
+        SELECT id, sha256, model, checkpoint_id, preprocess, score, outputs, n_tokens, input_width,
+               input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at, head_input
+        FROM (
+            SELECT s.*, ROW_NUMBER() OVER (
+                PARTITION BY s.sha256, s.model ORDER BY s.scored_at DESC, s.id DESC) AS rn
+            FROM scores s
+        )
+        WHERE rn = 1
+        """,
+    )
+    db.create_table(
+        "tastes",
+        {"name": str, "data": bytes, "ratings": int, "method": str, "learned_at": str},
+        pk="name",
+        not_null={"data", "ratings", "method", "learned_at"},
+        if_not_exists=True,
+    )
+
+
 # New migrations go above this line.
 
 #: The version a database has once every migration ran.
