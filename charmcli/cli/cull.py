@@ -49,6 +49,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     relative_to,
+    say,
 )
 from charmcli.cull.groups import (
     DEFAULT_MIN_SIMILARITY,
@@ -132,6 +133,7 @@ def groups(
     model: RankModelOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
     """Bursts and near-duplicates: photos close in time and alike to Charm, each group's best frame marked.
 
@@ -142,8 +144,10 @@ def groups(
     """
     paths = paths or []
     check_paths(paths)
+    flag_args = FlagArgs(flag_limits=flag_limits)
+    flag_args.limits()  # a usage error answers before the database opens
     with open_db(db) as store:
-        sel = load_selection(store, model, paths)
+        sel = load_selection(store, model, paths, flag_args)
     if sel.model is None:
         if json_:
             emit_json({} if calibrate else [])
@@ -164,10 +168,8 @@ def groups(
         in_multi = sum(g.size for g in multi)
         untimed = sum(r.timestamp is None or r.embedding is None for r in sel.records)
         note = f" ({untimed} without capture time or embedding stay single)" if untimed else ""
-        err().print(
-            f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them; "
-            f"keeping each group's best frame and every single photo leaves {len(found)}{note}."
-        )
+        say(err(), f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them;",
+            f"keeping each group's best frame and every single photo leaves {len(found)}{note}.", sep=" ")  # fmt: skip
 
 
 def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any]:
@@ -188,6 +190,7 @@ def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any
                 "taken": _taken(rows[m.id], m),
                 "time_source": m.time_source,
                 "best": m is g.best,
+                "flags": rows[m.id]["flags"],
             }
             for m in g.members
         ],
@@ -202,12 +205,17 @@ def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, sim
     columns = [Column("group", "right"), Column(""), Column("score", "right"), Column("pct", "right"),
                Column("file", path=True), Column("taken", drop=1, short=10)]  # fmt: skip
     table: list[list[str] | None] = []
+    flagged = any(m["flags"] for g in data for m in g["members"])
+    if flagged:  # technical flags, when any frame has one: why a best-scored frame is not the pick
+        columns.append(Column("flags", drop=2))
     for g in data:
         span = f" · {g['seconds']:g} s" if g["seconds"] is not None else ""
         for i, m in enumerate(g["members"]):
             head = f"{g['group']} ({g['size']}{span})" if i == 0 and g["size"] > 1 else (str(g["group"]) if i == 0 else "")
             table.append([head, "[green]★ best[/]" if m["best"] and g["size"] > 1 else "", fmt_score(m["score"]),
                           fmt_pct(m["percentile"]), relative_to(m["path"], folder), escape(m["taken"])])  # fmt: skip
+            if flagged:
+                table[-1].append(",".join(m["flags"]))  # type: ignore[union-attr]
         table.append(None)
     base = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · chain {chain.value}"
     # when each frame was taken tells a burst apart; a long name keeps its start and end
@@ -391,12 +399,12 @@ def rate(
         console.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
     if records:
         verb = "Would write" if dry_run else "Wrote"
-        console.print(
+        say(console,
             f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
-            f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
-            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (f", taste {taste_name}" if taste else "")
-            + (" · nothing written (--dry-run)" if dry_run else "")
-        )
+            f"unchanged, {len(errors)} error(s)",
+            f"stars by percentile within {len(records)} photo(s), cuts {'/'.join(f'{c:g}' for c in cuts)}, "
+            f"model {sel.model}" + (f", taste {taste_name}" if taste else ""),
+            "nothing written (--dry-run)" if dry_run else "")  # fmt: skip
     elif sel.model:
         console.print("Nothing to rate.")
     raise typer.Exit(1 if errors else 0)
@@ -507,8 +515,8 @@ def report(
                    "photos": len(chosen), "groups": n_groups, "thumbs": str(page.parent / "thumbs")})  # fmt: skip
     else:
         sys.stdout.write(page.as_uri() + "\n")
-    err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
-                 f"→ {escape(display_path(page))}")  # fmt: skip
+    say(err(), f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout",
+        f"→ {escape(display_path(page))}", sep=" ")  # fmt: skip
 
 
 __all__ = ["groups", "load_selection", "rate", "report"]

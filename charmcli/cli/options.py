@@ -85,6 +85,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def say(console: Console, *parts: str, sep: str = " · ") -> None:
+    """A message made of parts (markup): one line in a log, or in a terminal wide enough; else a
+    line per part, so a narrow terminal breaks it where the sense breaks, not mid-phrase."""
+    shown = [part for part in parts if part]
+    line = sep.join(shown)
+    if console.soft_wrap or Text.from_markup(line).cell_len <= console.width:
+        console.print(line)
+    else:
+        for part in shown:
+            console.print(part)
+
+
 def emit_json(data: Any) -> None:
     try:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
@@ -124,6 +136,16 @@ def open_db(db: Path | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def as_typed(path: os.PathLike[str] | str) -> str:
+    """A path as the user would type it: relative to the working folder when it lies below it
+    (``Photos/a.jpg`` for ``charm score Photos``), else whole; printable either way."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return display_path(path)
+    return display_path(path if relative.startswith(os.pardir) else relative)
 
 
 def check_paths(paths: Sequence[Path], *, files_only: bool = False) -> None:
