@@ -150,7 +150,7 @@ def test_every_reason_word_for_word():
 
 def test_eyes_notes_word_for_word():
     assert eyes_note(None) == eyes_note({}) == "not measured"
-    assert eyes_note({**CLEAN, "faces": None}) == "eyes not measured (install the faces extra: pip install 'charmcli[faces]')"
+    assert eyes_note({**CLEAN, "faces": None}) == "eyes not measured (pip install 'charmcli[faces]')"
 
 
 def test_parse_limits_reads_each_item_whole():
