@@ -14,6 +14,11 @@ come from the checkpoint. The head reads ``[CLS, mean of patch tokens]`` after t
 Sequences of different lengths can share a batch: they are right-padded and a key-padding mask
 keeps attention and the mean pooling on real tokens only (scaled-dot-product attention picks a
 memory-efficient kernel where the device has one).
+
+Reduced precision (:meth:`CharmViT.set_precision`) moves only the four matrix products of each
+block and attention to bf16/fp16, where the hardware's speed is; the residual stream, the
+LayerNorms, the layer scales, the embedding and the head stay fp32, which costs almost nothing
+(see docs/speed.md for what that buys in fidelity and speed).
 """
 
 from __future__ import annotations
@@ -56,6 +61,24 @@ class CharmViT(nn.Module):
         self.norm = norm(d)
         self.head = nn.Linear(2 * d, cfg.num_classes)
         self.head_activation = build_activation(cfg.activation, cfg.activation_args)
+        self.low_dtype: torch.dtype | None = None  # set_precision: the blocks' matrix-product dtype
+
+    def set_precision(self, precision: str) -> CharmViT:
+        """Run the blocks' matrix products in ``bf16`` / ``fp16``, or everything in ``fp32``.
+
+        The four ``Linear`` layers of every block are converted in place (their fp32 weights are
+        not kept: a network has one precision); everything else stays fp32.
+        """
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        for block in self.blocks:
+            for linear in (block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2):
+                linear.to(dtype or torch.float32)
+        self.low_dtype = dtype
+        return self
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.low_dtype]
 
     def embed(self, tokens: torch.Tensor, pos_embed: torch.Tensor, scale_ids: torch.Tensor) -> torch.Tensor:
         """(B, L, 3, 14, 14) tokens -> (B, L + 1, D) encoder input."""
@@ -83,7 +106,7 @@ class CharmViT(nn.Module):
             keys = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)  # CLS is always a key
             attn_mask = keys[:, None, None, :]
         for block in self.blocks:
-            x = block(x, attn_mask=attn_mask)
+            x = block(x, attn_mask=attn_mask) if self.low_dtype is None else self._low_block(block, x, attn_mask)
         x = self.norm(x)
         patches = x[:, 1:]
         if valid is None:
@@ -93,6 +116,17 @@ class CharmViT(nn.Module):
             pooled = (patches * weights).sum(dim=1) / weights.sum(dim=1)
         features = torch.cat([x[:, 0], pooled], dim=1)
         return self.head(features), features
+
+    def _low_block(self, block: Block, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """timm's ``Block.forward`` with the products in ``low_dtype`` and the residual in fp32."""
+        low = self.low_dtype
+        attn, mlp = block.attn, block.mlp
+        b, n, d = x.shape
+        qkv = attn.qkv(block.norm1(x).to(low)).reshape(b, n, 3, attn.num_heads, attn.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).transpose(1, 2).reshape(b, n, d)
+        x = x + block.ls1(attn.proj(a).float())
+        return x + block.ls2(mlp.fc2(mlp.act(mlp.fc1(block.norm2(x).to(low)))).float())
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """The head's activation as the checkpoint defines it (Sigmoid, Softmax, ReLU, …), in fp32."""

@@ -27,6 +27,7 @@ from charmcli.library.resize import long_side_size
 from charmcli.model.activations import AADB_ATTRIBUTES
 from charmcli.model.checkpoint import CheckpointError, NetworkConfig, load_checkpoint, load_position_table
 from charmcli.model.network import CharmViT
+from charmcli.model.precision import PrecisionChoice, resolve_precision
 from charmcli.model.registry import (
     MODELS,
     ModelSpec,
@@ -111,9 +112,12 @@ class Scorer:
         spec: ModelSpec | None,
         checkpoint_id: str,
         device: str | torch.device = "auto",
+        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
-        self.network = network.to(self.device).eval().requires_grad_(False)
+        self.precision_choice: PrecisionChoice = resolve_precision(precision, self.device)
+        network = network.to(self.device).eval().requires_grad_(False)
+        self.network = network.set_precision(self.precision_choice.precision)
         self.spec = spec
         self.checkpoint_id = checkpoint_id
         if pos_table.shape[-1] != network.cfg.dim:
@@ -133,6 +137,11 @@ class Scorer:
     @property
     def config(self) -> NetworkConfig:
         return self.network.cfg
+
+    @property
+    def precision(self) -> str:
+        """What the network runs in (``fp32``, ``bf16`` or ``fp16``): part of a score's identity."""
+        return self.precision_choice.precision
 
     @property
     def preprocess_key(self) -> tuple[object, ...]:
@@ -164,6 +173,7 @@ class Scorer:
         name: str | None = None,
         device: str | torch.device = "auto",
         cache_dir: Path | None = None,
+        precision: str = "fp32",
     ) -> Scorer:
         """Load local files: an official ``.pth`` (read safely) or a ``.safetensors`` checkpoint.
 
@@ -192,7 +202,7 @@ class Scorer:
         table = load_position_table(Path(pos_embed))
         network = CharmViT(cfg)
         network.load_state_dict(state, strict=True)
-        return cls(network, table, spec, digest, device=device)
+        return cls(network, table, spec, digest, device=device, precision=precision)
 
     # -- scoring -------------------------------------------------------------------------------
 
