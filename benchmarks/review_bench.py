@@ -103,10 +103,10 @@ def _big_library(folder: Path, db: Path, n: int) -> None:
             path.touch()
             sha = f"{i:064x}"
             date = f"2024-06-{1 + i // 2000:02d}T{(i // 60) % 24:02d}:{i % 60:02d}:00"
-            ops.append(store.op_photo(PhotoRow(str(path), 1, 0, sha, 6000, 4000, "JPEG", {"date_taken": date,
-                                                                                       "make": "Canon", "model": "EOS R5"})))  # fmt: skip
+            ops.append(PhotoRow(str(path), 1, 0, sha, 6000, 4000, "JPEG", {"date_taken": date,
+                                                                                       "make": "Canon", "camera_model": "EOS R5"}))  # fmt: skip
             emb = rng.standard_normal(384).astype(np.float16).tobytes()
-            ops.append(store.op_score(ScoreRow(sha, "aadb", "bench", "max1024", float(rng.random()), [0.5], embedding=emb)))
+            ops.append(ScoreRow(sha, "aadb", "bench", "max1024", float(rng.random()), [0.5], embedding=emb))
         for start in range(0, len(ops), 2000):
             store.write(ops[start : start + 2000])
 

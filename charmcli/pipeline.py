@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from charmcli.library.decode import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
     DecodedImage,
     DecodeError,
     decode_image,
@@ -57,7 +58,18 @@ from charmcli.library.decode import (
 from charmcli.library.metadata import PhotoMeta, read_metadata
 from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
-from charmcli.store import META_COLUMNS, BatchWriter, FailureRow, PhotoRow, ScoreRow, Store
+from charmcli.store import (
+    META_COLUMNS,
+    BatchWriter,
+    FailureCleared,
+    FailureRow,
+    PhotoDropped,
+    PhotoRow,
+    PhotoSeen,
+    ScoreRow,
+    Store,
+    WriteRow,
+)
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
     from charmcli.model import Scorer
@@ -83,7 +95,7 @@ class ScoreOptions:
     pos_embed: Path | None = None
     device: str = "auto"
     exact: bool = False
-    max_side: int = 1024
+    max_side: int = DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     rescore: bool = False
     retry_failed: bool = False
@@ -347,6 +359,7 @@ class ModelHandle:
 
     def _load(self) -> tuple[Scorer, Path | None]:
         opts = self.options
+        from charmcli.model.engine import require_engine
         from charmcli.model.errors import CheckpointError, ModelUnavailableError
         from charmcli.model.registry import fetch, get_spec
 
@@ -359,6 +372,7 @@ class ModelHandle:
                 weights = Path(opts.checkpoint).absolute() if opts.checkpoint is not None else local_weights(spec)
                 if weights is None:  # known before torch loads, like a hub file
                     raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
+                require_engine()
                 from charmcli.model.eat.scorer import EatScorer
 
                 eat = EatScorer.from_files(weights, spec.name, opts.arch_config, device=opts.device)
@@ -370,10 +384,9 @@ class ModelHandle:
             else:
                 checkpoint, pos_embed = Path(opts.checkpoint).absolute(), opts.pos_embed
                 name = opts.model if opts.model_given else None
-            try:
-                from charmcli.model import Scorer
-            except ImportError as exc:  # pragma: no cover - broken installation
-                raise FatalError(f"cannot import the Charm engine: {exc}") from None
+            require_engine()  # a broken torch install: one line, not a 200-line traceback
+            from charmcli.model import Scorer
+
             scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
             return scorer, checkpoint
         except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
@@ -543,7 +556,7 @@ class Pipeline:
         if unchanged and not self.options.rescore:
             found = self._known(row["sha256"])  # type: ignore[index]
             if len(found) == len(self.models):
-                self.writer.add(self.store.op_seen(path))
+                self.writer.add(PhotoSeen(path))
                 scores = {n: found[i]["score"] for i, n in enumerate(self._names())}
                 return FileEvent(
                     path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],  # type: ignore[index]
@@ -630,7 +643,7 @@ class Pipeline:
         for prepared in batch:
             entry, decoded = prepared.entry, prepared.decoded
             path = _abs(entry.path)
-            ops: list[tuple[str, Sequence[Any]]] = []
+            ops: list[WriteRow] = []
             scores: dict[str, float] = {}
             failed: list[str] = []
             for i, name in enumerate(names):
@@ -641,7 +654,7 @@ class Pipeline:
                 if result is None:
                     failed.append(name)
                     continue
-                ops.append(self.store.op_score(self._score_row(i, decoded, result)))
+                ops.append(self._score_row(i, decoded, result))
                 scores[name] = result.score
             if failed:
                 self._queue(*ops)  # what the other models found is kept
@@ -650,9 +663,9 @@ class Pipeline:
                 prepared.event = self._finish(_Failed(entry, reason, "model", decoded.sha256))
                 continue
             self._queue(
-                self.store.op_photo(_photo_row(entry, decoded.sha256, decoded, prepared.meta, None)),
+                _photo_row(entry, decoded.sha256, decoded, prepared.meta, None),
                 *ops,
-                self.store.op_clear_failure(path),
+                FailureCleared(path),
             )
             prepared.event = FileEvent(
                 path, "scored", score=scores[names[0]], warnings=list(decoded.warnings), width=decoded.width,
@@ -683,7 +696,7 @@ class Pipeline:
         path = _abs(outcome.entry.path)
         if isinstance(outcome, _Reuse):
             photo = _photo_row(outcome.entry, outcome.sha256, outcome.decoded, outcome.meta, outcome.like)
-            self._queue(self.store.op_photo(photo), self.store.op_clear_failure(path))
+            self._queue(photo, FailureCleared(path))
             warnings = list(outcome.decoded.warnings) if outcome.decoded else []
             scores = {n: row["score"] for n, row in zip(self._names(), outcome.scores, strict=True)}
             return FileEvent(
@@ -695,14 +708,14 @@ class Pipeline:
             path, outcome.reason, outcome.kind, outcome.sha256, entry.size, entry.mtime_ns,
             self.options.failure_options,
         )  # fmt: skip
-        ops = [self.store.op_failure(failure)]
+        ops: list[WriteRow] = [failure]
         old = self.store.photo_by_path(path)
         if old is not None and (old["size"], old["mtime_ns"]) != (entry.size, entry.mtime_ns):
-            ops.append(self.store.op_drop_photo(path))  # its row describes content that is gone
+            ops.append(PhotoDropped(path))  # its row describes content that is gone
         self._queue(*ops)
         return FileEvent(path, "error", error=outcome.reason, sha256=outcome.sha256)
 
-    def _queue(self, *ops: tuple[str, Sequence[Any]]) -> None:
+    def _queue(self, *ops: WriteRow) -> None:
         start = time.perf_counter()
         self.writer.add(*ops)
         self.profile.add("store", time.perf_counter() - start, 0)
@@ -772,7 +785,7 @@ class Pipeline:
         assert self.notify is not None
         self.notify(
             f"{display_path(entry.path)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
-            f"resolution; this one can take a minute or more on a CPU (--max-side 1024 is fast)"
+            f"resolution; this one can take a minute or more on a CPU (--max-side {DEFAULT_MAX_SIDE} is fast)"
         )
 
 

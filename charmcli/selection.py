@@ -1,36 +1,58 @@
-"""Which scored photos a command works on, and where each stands in the library.
+"""Which scored photos a command works on, and where each stands: the one selection everything calls.
 
-Shared by ``top``, ``show`` and the cull commands (``groups``, ``rate``, ``report``), so it lives
-outside the CLI: plain functions over the :class:`~charmcli.store.Store` and
-:mod:`charmcli.cull.groups`, no printing, no torch (numpy only).
+``top``, the cull commands (``groups``, ``rate``, ``report``) and the review desk describe what
+they want as one :class:`Query` and get one :class:`Selection` back from :func:`select`: the
+photos (latest score of one scoring model, files that still exist), best first, each row with
+its rank, library percentile and the decision last recorded for it. Nothing else attaches those.
+Plain functions over the :class:`~charmcli.store.Store` and :mod:`charmcli.cull.groups`, no
+printing, no torch (numpy only).
 
 Two kinds of percentile appear, on purpose:
 
-* **library percentile** (``percentile`` in ``top``/``show``/``groups``/``report``): a photo's
-  standing among every photo scored with that model, the "calibrated score" that reads the same
-  for any model (``p95`` = better than 95 % of the library);
+* **library percentile** (``percentile`` in ``top``/``show``/``groups``/``report``/the desk): a
+  photo's standing among every photo scored with that model, the "calibrated score" that reads
+  the same for any model (``p95`` = better than 95 % of the library);
 * **selection percentile** (``charm rate``): within the photos being rated, because stars express
-  "the best tenth of *this* shoot", which is how people cull.
+  "the best tenth of *this* shoot", which is how people cull (:mod:`charmcli.cull.ratings`).
+
+Extending the query (a new filter, a new ranking, a new fact about a score) means one field on
+:class:`Query` and one step in :func:`select`:
+
+* a filter the database can answer (e.g. *hide photos with technical flags*) goes into
+  :meth:`Query.ranking_filter` → :class:`~charmcli.store.TopFilter` → the store's SQL;
+* a fact that is part of a score's identity (e.g. *the precision it was computed at*) is a
+  :class:`~charmcli.store.TopFilter` field too, so ``latest_scores`` is read for that identity;
+* another order (e.g. *rank by a learned taste model*) replaces :func:`_ranked_rows`' order
+  before the limit; what it adds to each row is attached in :func:`_attach`, next to the
+  percentile and the decision.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from charmcli.cull.groups import Group, PhotoRecord, find_groups, record_from_row
+from charmcli.cull.groups import (
+    DEFAULT_MAX_GAP_S,
+    DEFAULT_MIN_SIMILARITY,
+    Chain,
+    Group,
+    PhotoRecord,
+    find_groups,
+    record_from_row,
+)
 from charmcli.cull.ratings import percentile_rank
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import Store, TopFilter
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
-    """The model asked for, else the one with the most scored photos (the default on ties)."""
+    """The scoring model asked for, else the one with the most scored photos (the default on ties)."""
     if model:
         return model.lower()
     scored = store.models_scored()
@@ -61,9 +83,56 @@ def unscored_model(store: Store, model: str | None) -> tuple[str, bool] | None:
     return f"No photos scored with model {name} ({scored}).", False
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """How frames are put into bursts (see :func:`charmcli.cull.groups.find_groups`)."""
+
+    gap: float = DEFAULT_MAX_GAP_S  #: seconds between neighbouring frames
+    similarity: float = DEFAULT_MIN_SIMILARITY  #: cosine similarity of their embeddings
+    chain: Chain = "previous"  #: compare with the previous frame or the group's best (--chain)
+
+    def groups(self, records: Sequence[PhotoRecord]) -> list[Group]:
+        """Bursts among ``records``; ``ValueError`` for embeddings of different sizes (mixed checkpoints)."""
+        return find_groups(records, max_gap=self.gap, min_similarity=self.similarity, chain=self.chain)
+
+
+@dataclass
+class Query:
+    """What to select and what to attach: the one description ``top``, the cull commands and the desk build.
+
+    ``None`` means "no constraint". See the module docstring for where a new field goes.
+    """
+
+    model: str | None = None  #: the scoring model; ``None``: the one with the most scored photos
+    min_score: float | None = None
+    since: str | None = None  #: ISO date prefix, inclusive
+    until: str | None = None  #: ISO date prefix, inclusive
+    camera: str | None = None  #: substring of "make camera_model", case-insensitive
+    lens: str | None = None
+    folder: str | None = None  #: substring of the parent folder path, case-insensitive
+    paths: Sequence[str] = ()  #: files or folders the photo must be (under); made absolute
+    limit: int | None = None  #: at most this many rows (after every filter)
+    best_of_group: Grouping | None = None  #: only the best frame of each burst
+    embeddings: bool = True  #: read the CLS vectors (needed to group the selection)
+    percentiles: bool = True  #: attach each row's library percentile
+    decisions: bool = True  #: attach the rating/label last recorded for each path
+
+    def ranking_filter(self, model: str) -> TopFilter:
+        """The part of the query the store answers in SQL."""
+        return TopFilter(
+            model=model, min_score=self.min_score, since=self.since, until=self.until, camera=self.camera,
+            lens=self.lens, folder=self.folder, paths=[os.path.abspath(p) for p in self.paths],
+        )  # fmt: skip
+
+
 @dataclass
 class Selection:
-    """Scored photos (latest score of one model), best first, whose files still exist."""
+    """Scored photos (latest score of one model), best first, whose files still exist.
+
+    Each row is the store's ranked row (``photos`` columns plus ``score``, ``model``,
+    ``checkpoint_id``, ``preprocess``, ``scored_at``) with ``rank`` (1 = best), ``percentile``
+    (library, or None) and ``rating``/``label`` (the last decision, or None) attached.
+    """
 
     model: str | None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -75,24 +144,53 @@ class Selection:
         return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
 
 
-def scored(store: Store, flt: TopFilter) -> Selection:
-    """The photos ``flt`` selects, with embeddings, skipping files that no longer exist."""
-    sel = Selection(flt.model)
-    for row in store.iter_ranked(flt, embeddings=True):
-        if not os.path.exists(row["path"]):  # a vanished best frame must not hide its group
-            sel.missing += 1
+def select(store: Store, query: Query) -> Selection:
+    """The photos ``query`` selects, best first, with rank, percentile and decision attached.
+
+    ``ValueError`` when ``best_of_group`` meets embeddings of different sizes (mixed checkpoints).
+    """
+    model = resolve_model(store, query.model)
+    if model is None:
+        return Selection(None)
+    flt = query.ranking_filter(model)
+    keep = None
+    if query.best_of_group is not None:
+        every = _existing(store.iter_ranked(flt, embeddings=True), Selection(model))
+        keep = {g.best.id for g in query.best_of_group.groups(every.records)}
+    sel = Selection(model)
+    rows = store.iter_ranked(flt, embeddings=query.embeddings or keep is not None)
+    _existing(_ranked_rows(rows, keep), sel, query.limit)
+    _attach(store, query, sel)
+    return sel
+
+
+def _ranked_rows(rows: Iterator[dict[str, Any]], keep: set[Hashable] | None) -> Iterator[dict[str, Any]]:
+    """The store's ranking (best score first), narrowed to ``keep`` ids when given."""
+    return rows if keep is None else (r for r in rows if r["id"] in keep)
+
+
+def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None = None) -> Selection:
+    """Fill ``sel`` with the rows whose file exists (a vanished best frame must not hide its group)."""
+    for row in rows:
+        if limit is not None and len(sel.rows) >= limit:
+            break
+        if not os.path.exists(row["path"]):
+            sel.missing += 1  # moved or deleted since it was scored; `charm forget` tidies up
             continue
         sel.rows.append(row)
         sel.records.append(record_from_row(row))
     return sel
 
 
-def select(store: Store, model: str | None, paths: Sequence[str] = ()) -> Selection:
-    """Scored photos under ``paths`` (absolute) for ``model`` (default: the most used one)."""
-    chosen = resolve_model(store, model)
-    if chosen is None:
-        return Selection(None)
-    return scored(store, TopFilter(model=chosen, paths=list(paths)))
+def _attach(store: Store, query: Query, sel: Selection) -> None:
+    """Rank, library percentile and decision: the one place they are attached to a row."""
+    pcts: list[float | None] = [None] * len(sel.rows)
+    if query.percentiles and sel.model is not None:
+        pcts = library_percentiles(store, sel.model, [r["score"] for r in sel.rows])
+    decided = store.decisions_for([r["path"] for r in sel.rows]) if query.decisions else {}
+    for rank, (row, pct) in enumerate(zip(sel.rows, pcts, strict=True), start=1):
+        made = decided.get(row["path"], {})
+        row.update(rank=rank, percentile=pct, rating=made.get("rating"), label=made.get("label"))
 
 
 def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> list[float | None]:
@@ -103,25 +201,13 @@ def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> li
     return [None if not math.isfinite(v) else round(float(v), 2) for v in values]
 
 
-def group_records(records: Sequence[PhotoRecord], gap: float, similarity: float, chain: str) -> list[Group]:
-    """Bursts among ``records``; ``ValueError`` for embeddings of different sizes (mixed checkpoints)."""
-    return find_groups(records, max_gap=gap, min_similarity=similarity, link=chain)
-
-
-def best_of_group_paths(store: Store, flt: TopFilter, gap: float, similarity: float, chain: str) -> set[str]:
-    """Paths of the best frame of every group among the photos ``flt`` selects (for ``top``)."""
-    records = scored(store, flt).records
-    return {str(g.best.path) for g in group_records(records, gap, similarity, chain)}
-
-
 __all__ = [
     "DEFAULT_MODEL",
+    "Grouping",
+    "Query",
     "Selection",
-    "best_of_group_paths",
-    "group_records",
     "library_percentiles",
     "resolve_model",
-    "scored",
     "select",
     "unscored_model",
 ]

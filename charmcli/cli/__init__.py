@@ -35,8 +35,9 @@ import typer
 
 from charmcli import __version__
 from charmcli.cli import cluster, cull, models, query, review, score
+from charmcli.cli.help import CharmTyper
 
-app = typer.Typer(
+app = CharmTyper(
     name="charm",
     help="Score, rank and cull a photo library with the Charm aesthetic model (CVPR 2025).",
     no_args_is_help=True,

@@ -11,32 +11,29 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from charmcli.cli.help import CharmTyper
 from charmcli.cli.options import (
     BatchOpt,
-    CheckpointOpt,
     DbOpt,
-    DeviceOpt,
-    ExactOpt,
+    DecodeArgs,
     JsonOpt,
-    MaxPixelsOpt,
-    MaxSideOpt,
-    ModelOpt,
-    PosEmbedOpt,
+    ModelArgs,
+    bundled,
     emit_json,
     err,
     fail,
     open_db,
     score_options,
 )
-from charmcli.library.decode import DEFAULT_MAX_PIXELS
 from charmcli.library.scan import display_path
 
-cluster_app = typer.Typer(
+cluster_app = CharmTyper(
     help="Score millions of photos with Ray Data (Parquet out), then import the results into the database.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -46,6 +43,7 @@ _ADDRESS_RE = re.compile(r"^(auto|ray://\S+|[\w.-]+:\d+)$")
 
 
 @cluster_app.command("score")
+@bundled
 def score(
     inputs: Annotated[
         list[str],
@@ -56,19 +54,15 @@ def score(
         ),
     ],
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Output folder (local or URL) for the Parquet parts.")
+        str, typer.Option("--output", "-o", metavar="DIR", help="Output folder (local or URL) for the Parquet parts.")
     ],
-    model: ModelOpt = None,
-    checkpoint: CheckpointOpt = None,
-    pos_embed: PosEmbedOpt = None,
-    device: DeviceOpt = "auto",
-    exact: ExactOpt = False,
-    max_side: MaxSideOpt = 1024,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    model: ModelArgs = ModelArgs(),
+    decode: DecodeArgs = DecodeArgs(),
     address: Annotated[
         str | None,
         typer.Option(
             "--address",
+            metavar="ADDRESS",
             envvar="RAY_ADDRESS",
             help="Join a Ray cluster: auto or ray://HOST:10001 (default: start a local Ray).",
         ),
@@ -101,10 +95,12 @@ def score(
     """Score every photo under INPUT... into Parquet files in --output; a re-run scores only what is missing."""
     # The network runs on the workers: this machine (a head node, a laptop driving a cluster) need
     # not have the GPU that --device cuda asks of them, so only its spelling is checked here.
+    device = model.device
     on_workers = re.fullmatch(r"cuda(:\d+)?", device) is not None
-    options = score_options(model, checkpoint, pos_embed, "auto" if on_workers else device, exact=exact,
-                            max_side=max_side, max_pixels=max_pixels, retry_failed=retry_failed,
-                            batch_size=batch_size)  # fmt: skip
+    if len(model.model or []) > 1:
+        fail("charm cluster score runs one model per job; give one --model")
+    options = score_options(replace(model, device="auto") if on_workers else model, decode,
+                            retry_failed=retry_failed, batch_size=batch_size)  # fmt: skip
     options.device = device
     if address is not None and not _ADDRESS_RE.match(address):
         fail(f"invalid --address {address!r}; use auto, ray://HOST:PORT or HOST:PORT")

@@ -1,7 +1,8 @@
 """``charm groups``, ``charm rate`` and ``charm report``: culling a library that is already scored.
 
 Glue only. Which photos: :func:`charmcli.selection.select` (latest score per content for one
-model, with its CLS embedding, files that still exist). What to do with them:
+model, with its CLS embedding, files that still exist, library percentile and last decision
+attached). What to do with them:
 :mod:`charmcli.cull` (groups, ratings, XMP sidecars, the contact sheet). Nothing here loads the
 model or imports torch: culling runs on stored scores and embeddings.
 """
@@ -9,7 +10,6 @@ model or imports torch: culling runs on stored scores and embeddings.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Hashable, Sequence
 from enum import Enum
@@ -52,7 +52,7 @@ from charmcli.cull.groups import (
 )
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS
 from charmcli.library.scan import display_path
-from charmcli.selection import Selection, group_records, library_percentiles, select, unscored_model
+from charmcli.selection import Grouping, Query, Selection, select, unscored_model
 from charmcli.store import Store
 
 
@@ -67,13 +67,14 @@ class LayoutChoice(str, Enum):
 
 
 def load_selection(store: Store, model: str | None, paths: Sequence[Path] = ()) -> Selection:
-    """The photos a cull command works on; says on stderr when there is nothing to work on."""
+    """The photos a cull command works on (with percentiles and decisions); says on stderr when
+    there is nothing to work on."""
     problem = unscored_model(store, model)
     if problem is not None and problem[1]:
         fail(problem[0])
     if problem is not None:
         err().print(escape(problem[0]))
-    sel = select(store, model, [os.path.abspath(p) for p in paths])
+    sel = select(store, Query(model=model, paths=[str(p) for p in paths]))
     if sel.model is None:
         err().print("No scores yet: run `charm score PATH...` first.")
     if sel.missing:
@@ -83,7 +84,7 @@ def load_selection(store: Store, model: str | None, paths: Sequence[Path] = ()) 
 
 def _groups_of(records: Sequence[PhotoRecord], gap: float, similarity: float, chain: Chain) -> list[Group]:
     try:
-        return group_records(records, gap, similarity, chain.value)
+        return Grouping(gap, similarity, chain.value).groups(records)
     except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
         fail(str(exc))
 
@@ -125,7 +126,6 @@ def groups(
     check_paths(paths)
     with open_db(db) as store:
         sel = load_selection(store, model, paths)
-        pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
     if sel.model is None:
         if json_:
             emit_json({} if calibrate else [])
@@ -134,10 +134,9 @@ def groups(
         _calibrate(sel, gap, similarity, json_)
         return
     found = _groups_of(sel.records, gap, similarity, chain)
-    pct = {r.id: p for r, p in zip(sel.records, pcts, strict=True)}
     rows = sel.by_id
-    shown = [g for g in found if all_ or g.size > 1]
-    data = [_group_json(number, g, rows, pct) for number, g in enumerate(shown, 1)]
+    shown = sorted((g for g in found if all_ or g.size > 1), key=lambda g: g.number)
+    data = [_group_json(g, rows) for g in shown]
     if json_:
         emit_json(data)
     else:
@@ -153,12 +152,10 @@ def groups(
         )
 
 
-def _group_json(
-    number: int, g: Group, rows: dict[Hashable, dict[str, Any]], pct: dict[Hashable, float | None]
-) -> dict[str, Any]:
+def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any]:
     seconds = None if g.start is None or g.end is None else round(g.end - g.start, 3)
     return {
-        "group": number,
+        "group": g.number,
         "size": g.size,
         "best": str(g.best.path),
         "best_score": g.best.score,
@@ -168,7 +165,7 @@ def _group_json(
             {
                 "path": str(m.path),
                 "score": m.score,
-                "percentile": pct.get(m.id),
+                "percentile": rows[m.id]["percentile"],
                 "date_taken": rows[m.id].get("date_taken"),
                 "taken": _taken(rows[m.id], m),
                 "time_source": m.time_source,
@@ -278,7 +275,7 @@ def _stars_text(value: str | int | None) -> str:
 def rate(
     paths: PathsArg = None,
     stars: Annotated[
-        str, typer.Option("--stars", help="Percentile cuts between 1|2|3|4|5 stars, within the photos rated.")
+        str, typer.Option("--stars", metavar="CUTS", help="Percentile cuts between 1|2|3|4|5 stars, within the photos rated.")
     ] = ",".join(f"{v:g}" for v in DEFAULT_STAR_THRESHOLDS),
     reject_below: Annotated[
         float | None, typer.Option("--reject-below", min=0, max=100, help="Mark photos under this percentile rejected (-1).")
@@ -390,41 +387,16 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
 
 
 def _sidecar_stars(paths: Sequence[str]) -> dict[str, int]:
-    """Ratings already in XMP sidecars (``IMG.ext.xmp`` first, then ``IMG.xmp``; any case), by photo path.
+    """Stars (1..5) and rejects (-1) already in XMP sidecars, by photo path; unreadable ones are skipped."""
+    from charmcli.cull.xmp import sidecar_ratings
 
-    Each folder is listed once, so a large shoot costs one directory read, not one per photo.
-    """
-    from charmcli.cull.xmp import XmpError, read_sidecar
-
-    listings: dict[str, dict[str, str]] = {}
-    found: dict[str, int] = {}
-    for path in paths:
-        folder, name = os.path.split(path)
-        if folder not in listings:
-            try:
-                listings[folder] = {n.casefold(): n for n in os.listdir(folder)}
-            except OSError:
-                listings[folder] = {}
-        names = listings[folder]
-        stem = os.path.splitext(name)[0] if os.path.splitext(name)[1] else name
-        for candidate in (name + ".xmp", stem + ".xmp"):
-            real = names.get(candidate.casefold())
-            if real is None:
-                continue
-            try:
-                value = read_sidecar(os.path.join(folder, real))["rating"]
-                stars = round(float(value)) if value is not None else None
-            except (XmpError, OSError, ValueError):
-                stars = None
-            if stars is not None and (stars == -1 or 1 <= stars <= 5):
-                found[path] = stars
-            break
-    return found
+    found, _problems = sidecar_ratings(paths)
+    return {path: stars for path, stars in found.items() if stars == -1 or 1 <= stars <= 5}
 
 
 def report(
     paths: PathsArg = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for index.html and thumbs/ (created).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for index.html and thumbs/ (created).")] = None,
     layout: Annotated[
         LayoutChoice, typer.Option("--layout", help="top: ranked grid; groups: one row per burst, best frame marked.")
     ] = LayoutChoice.top,
@@ -455,21 +427,19 @@ def report(
     check_paths(paths)
     with open_db(db) as store:
         sel = load_selection(store, model, paths)
-        pcts = library_percentiles(store, sel.model, [r.score for r in sel.records]) if sel.model else []
-        decided = store.decisions_for([str(r.path) for r in sel.records])  # issue 14: review/rate decisions
     if not sel.records:
         fail("no scored photos to put on the sheet (run `charm score PATH...` first)", 1)
     records = sel.records
     found = _groups_of(records, gap, similarity, chain)
     rows = sel.by_id
-    meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "model")} for r in records}
+    meta = {r.id: {k: rows[r.id].get(k) for k in ("date_taken", "make", "camera_model")} for r in records}
     sidecar = _sidecar_stars([str(r.path) for r in records])
     stars = {r.id: sidecar[str(r.path)] for r in records if str(r.path) in sidecar}
     for r in records:  # no readable sidecar rating: what charm last wrote, if a rating
-        rating = (decided.get(str(r.path)) or {}).get("rating")
+        rating = rows[r.id]["rating"]
         if r.id not in stars and rating is not None and (rating == -1 or 1 <= rating <= 5):
             stars[r.id] = rating
-    pct = {r.id: p for r, p in zip(records, pcts, strict=True) if p is not None}
+    pct = {r.id: rows[r.id]["percentile"] for r in records if rows[r.id]["percentile"] is not None}
     entries = entries_from(records, groups=found, meta=meta, percentiles=pct, stars=stars)  # records are best first
     if layout is LayoutChoice.top:
         chosen = entries[:top_n] if top_n else entries

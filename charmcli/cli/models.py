@@ -7,11 +7,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from charmcli.cli.help import CharmTyper
 from charmcli.cli.options import Column, JsonOpt, emit_json, err, fail, out, print_table
 from charmcli.library.scan import display_path
 from charmcli.pipeline import DEFAULT_MODEL
 
-app = typer.Typer(help="List the Charm models, or download one for offline use.", rich_markup_mode=None)
+app = CharmTyper(help="List the Charm models, or download one for offline use.", rich_markup_mode=None)
 
 
 @app.callback(invoke_without_command=True)

@@ -11,16 +11,18 @@ optional columns go before the path is squeezed below a readable width.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, get_type_hints
 
 import typer
 from rich import box
@@ -30,7 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from charmcli.library.decode import DEFAULT_MAX_PIXELS
+from charmcli.library.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from charmcli.library.scan import display_path
 from charmcli.pipeline import DEFAULT_MODEL, ScoreOptions
 from charmcli.store import Store, StoreError, default_db_path
@@ -38,15 +40,26 @@ from charmcli.store import Store, StoreError, default_db_path
 # -- output -------------------------------------------------------------------------------------
 
 
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)(?=\n|$)")
+
+
+class _Console(Console):
+    """A rich console whose lines end without spaces: rich pads every cell of a table to its
+    column's width (the last one too) and keeps the space where it wraps a line."""
+
+    def _render_buffer(self, buffer: Any) -> str:
+        return _TRAILING.sub(r"\1", super()._render_buffer(buffer))
+
+
 def err() -> Console:
     """stderr: progress, per-file errors, summaries. Created per call: CliRunner (and pytest's
     capsys) swap ``sys.stderr`` between invocations."""
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    return _Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 def out() -> Console:
     """stdout: the data (tables, ``--json``, ``--csv``)."""
-    return Console(file=sys.stdout, highlight=False)
+    return _Console(file=sys.stdout, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -109,54 +122,121 @@ def check_paths(paths: Sequence[Path], *, files_only: bool = False) -> None:
 
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", envvar="CHARM_DB", help="Score database (default: user data dir charm/charm.db)."),
+    typer.Option("--db", envvar="CHARM_DB", metavar="FILE", help="Score database (default: user data dir charm/charm.db)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help=f"Charm model / training set (default {DEFAULT_MODEL}); see `charm models`."),
-]
-# issue 13: several models in one pass (`score`, `compare`), and EAT's architecture file
+# Model and decode options of the commands that score (`score`, `compare`, `show --explain`,
+# `cluster score`): each option is defined once, in a bundle below, and a command takes the
+# bundle as one parameter (see :func:`bundled`), as sqlite-utils' `insert_upsert_options` does.
 ModelsOpt = Annotated[
     list[str] | None,
-    typer.Option("--model", "-m",
-                 help=f"Model (default {DEFAULT_MODEL}); repeat for several in one pass (-m aadb -m eat-ava). See `charm models`."),
+    typer.Option("--model", "-m", metavar="NAME",
+                 help=f"Model (default {DEFAULT_MODEL}); repeat for several in one pass (-m aadb -m eat-ava). "
+                      "See `charm models`."),
 ]  # fmt: skip
 ArchConfigOpt = Annotated[
     Path | None,
-    typer.Option("--arch-config", help="EAT: architecture in the official YAML format (default dat_base)."),
-]
-RankModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Use this model's scores (default: the most used).")
-]
+    typer.Option("--arch-config", metavar="YAML",
+                 help="EAT: architecture in the official YAML format (default dat_base)."),
+]  # fmt: skip
 CheckpointOpt = Annotated[
     Path | None,
-    typer.Option("--checkpoint", envvar="CHARM_CHECKPOINT",
+    typer.Option("--checkpoint", envvar="CHARM_CHECKPOINT", metavar="FILE",
                  help="Local checkpoint (.pth or .safetensors) instead of the hub."),
 ]  # fmt: skip
 PosEmbedOpt = Annotated[
     Path | None,
-    typer.Option("--pos-embed", envvar="CHARM_POS_EMBED",
+    typer.Option("--pos-embed", envvar="CHARM_POS_EMBED", metavar="FILE",
                  help="Local position table (dino_small_pos.pt or dino_large.pt) for --checkpoint."),
 ]  # fmt: skip
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu or cuda[:N].")]
 ExactOpt = Annotated[
     bool,
     typer.Option("--exact", help="Official preprocessing exactly: no EXIF rotation, no downscale."),
 ]
 MaxSideOpt = Annotated[
-    int, typer.Option("--max-side", min=0, help="Cap the long side before scoring (0 = native resolution).")
+    int,
+    typer.Option("--max-side", min=0, metavar="PX", help="Cap the long side before scoring (0 = native resolution)."),
 ]
 MaxPixelsOpt = Annotated[
-    int, typer.Option("--max-pixels", min=0, help="Refuse larger images before decoding (0 = no limit).")
+    int,
+    typer.Option("--max-pixels", min=0, metavar="N", help="Refuse larger images before decoding (0 = no limit)."),
 ]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Decode threads (default: up to 4).")]
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Which model(s) to score with and where its files come from: the model options, once.
+
+    A command takes ``model: ModelArgs`` and :func:`bundled` turns every field into an option;
+    a new option is one more field here.
+    """
+
+    model: ModelsOpt = None
+    checkpoint: CheckpointOpt = None
+    arch_config: ArchConfigOpt = None
+    pos_embed: PosEmbedOpt = None
+    device: DeviceOpt = "auto"
+
+
+@dataclass(frozen=True)
+class DecodeArgs:
+    """How a photo is decoded before scoring: the decode options, once (see :class:`ModelArgs`)."""
+
+    exact: ExactOpt = False
+    max_side: MaxSideOpt = DEFAULT_MAX_SIDE
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
+
+
+_BUNDLES = (ModelArgs, DecodeArgs)
+
+
+def bundled(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a Typer command take option bundles (:class:`ModelArgs`, :class:`DecodeArgs`).
+
+    Typer sees each field of a bundle as one option, in the place the bundle's parameter holds
+    in the command's signature; the command receives the bundle built from them.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    params: list[inspect.Parameter] = []
+    bundles: dict[str, type] = {}
+    for param in signature.parameters.values():
+        if param.annotation not in _BUNDLES:
+            params.append(param)
+            continue
+        bundles[param.name] = param.annotation
+        hints = get_type_hints(param.annotation, include_extras=True)
+        params += [
+            inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hints[f.name], default=f.default)
+            for f in fields(param.annotation)
+        ]
+    taken = [p.name for p in params]
+    if len(set(taken)) != len(taken):
+        raise TypeError(f"{command.__name__}: a parameter shadows a bundled option ({', '.join(taken)})")
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, bundle in bundles.items():
+            kwargs[name] = bundle(**{f.name: kwargs.pop(f.name) for f in fields(bundle)})
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+RankModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", metavar="NAME", help="Use this model's scores (default: the most used)."),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, metavar="N", help="Decode threads (default: up to 4).")
+]
 BatchOpt = Annotated[
     int | None,
-    typer.Option(
-        "--batch-size", min=1, help="Images per network call (default: 1 on CPU; on CUDA, from free memory, up to 128)."
-    ),
-]
+    typer.Option("--batch-size", min=1, metavar="N",
+                 help="Images per network call (default: 1 on CPU; on CUDA, from free memory, up to 128)."),
+]  # fmt: skip
 PathsArg = Annotated[
     list[Path] | None, typer.Argument(metavar="[PATH...]", help="Only photos under these files/folders.")
 ]
@@ -171,7 +251,7 @@ class Chain(str, Enum):
 
 # Grouping options shared by `top --best-of-group` and the cull commands. `--link` means one thing
 # only, hard links (`top --export --link`); how frames chain is `--chain`.
-GapOpt = Annotated[float, typer.Option("--gap", min=0, help="Bursts: max seconds between consecutive frames.")]
+GapOpt = Annotated[float, typer.Option("--gap", min=0, metavar="SECONDS", help="Bursts: max seconds between consecutive frames.")]
 SimilarityOpt = Annotated[
     float,
     typer.Option("--similarity", min=-1, max=1,
@@ -216,29 +296,26 @@ def model_problem(model: str | None) -> str | None:
 
 
 def score_options(
-    model: str | None,
-    checkpoint: Path | None,
-    pos_embed: Path | None,
-    device: str,
+    model: ModelArgs,
+    decode: DecodeArgs,
     *,
-    exact: bool = False,
-    max_side: int = 1024,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     rescore: bool = False,
     retry_failed: bool = False,
     workers: int | None = None,
     batch_size: int | None = None,
-    models: list[str] | None = None,
-    arch_config: Path | None = None,
 ) -> ScoreOptions:
-    """Validate the model options (exit 2 with one line) and bundle them for the pipeline.
+    """Validate the model and decode options (exit 2 with one line) and bundle them for the pipeline.
 
-    ``models`` (issue 13) lists every model of a multi-model run; ``model`` is then its first."""
+    Every check that needs no model runs here, so a mistake answers before torch is imported:
+    a checkpoint or position table that cannot be one, a checkpoint given as the position table
+    (or the other way round), a checkpoint without its position table when the hub cache has
+    none either."""
     from charmcli.model.files import weights_format  # torch-free
 
-    names = [m.lower() for m in models or ([model] if model else [])]
-    model = names[0] if names else model
-    problem = device_problem(device) or next(filter(None, map(model_problem, names)), None)
+    names = [m.lower() for m in model.model or []]
+    first = names[0] if names else None
+    checkpoint, pos_embed, arch_config = model.checkpoint, model.pos_embed, model.arch_config
+    problem = device_problem(model.device) or next(filter(None, map(model_problem, names)), None)
     if problem:
         fail(problem)
     if arch_config is not None:
@@ -258,14 +335,14 @@ def score_options(
         if weights_format(path) is None:
             fail(f"{label} {display_path(path)}: not a PyTorch (.pth) or safetensors file")
     options = ScoreOptions(
-        model=(model or DEFAULT_MODEL).lower(),
-        model_given=model is not None,
+        model=(first or DEFAULT_MODEL).lower(),
+        model_given=first is not None,
         checkpoint=checkpoint,
         pos_embed=pos_embed,
-        device=device,
-        exact=exact,
-        max_side=max_side,
-        max_pixels=max_pixels,
+        device=model.device,
+        exact=decode.exact,
+        max_side=decode.max_side,
+        max_pixels=decode.max_pixels,
         rescore=rescore,
         retry_failed=retry_failed,
         batch_size=batch_size,
@@ -281,7 +358,25 @@ def score_options(
             per_model_options(options)
         except FatalError as exc:
             fail(str(exc))
+    _check_weights(names, checkpoint, pos_embed)
     return options
+
+
+def _check_weights(names: list[str], checkpoint: Path | None, pos_embed: Path | None) -> None:
+    """The ``--checkpoint``/``--pos-embed`` mistakes that are knowable without loading a model."""
+    from charmcli.model.files import weights_content  # torch-free
+    from charmcli.model.registry import get_spec, position_table_problem
+
+    if checkpoint is not None and weights_content(checkpoint) == "tensor":
+        fail(f"--checkpoint {display_path(checkpoint)} holds one tensor, like a position table, not a model; "
+             "give the model's .pth as --checkpoint and the table as --pos-embed")  # fmt: skip
+    if pos_embed is not None and weights_content(pos_embed) == "mapping":
+        fail(f"--pos-embed {display_path(pos_embed)} holds a model checkpoint, not a position table "
+             "(dino_small_pos.pt or dino_large.pt)")  # fmt: skip
+    if checkpoint is not None and pos_embed is None and not any(get_spec(n).needs_local_file for n in names):
+        problem = position_table_problem(names[0] if names else None)
+        if problem:
+            fail(problem)
 
 
 def loading_status(what: str) -> contextlib.AbstractContextManager:
@@ -435,6 +530,7 @@ def print_table(
             cells.append(cell)
         table.add_row(*cells)
     console.print(table)
+
 
 
 def folder_title(base: str, folder: str | None, width: int) -> str:

@@ -21,18 +21,16 @@ from rich.markup import escape
 
 from charmcli.cli.options import (
     Chain,
-    CheckpointOpt,
+    ChainOpt,
     Column,
     DbOpt,
-    DeviceOpt,
-    ExactOpt,
+    DecodeArgs,
     GapOpt,
     JsonOpt,
-    MaxPixelsOpt,
-    MaxSideOpt,
+    ModelArgs,
     PathsArg,
-    PosEmbedOpt,
     RankModelOpt,
+    bundled,
     check_date_option,
     check_paths,
     common_folder,
@@ -52,10 +50,8 @@ from charmcli.cli.options import (
 )
 from charmcli.cli.options import SimilarityOpt as _SimilarityOpt
 from charmcli.cli.score import score_files
-from charmcli.library.decode import DEFAULT_MAX_PIXELS
 from charmcli.library.scan import display_path
-from charmcli.selection import best_of_group_paths, library_percentiles, resolve_model, unscored_model
-from charmcli.store import TopFilter
+from charmcli.selection import Grouping, Query, library_percentiles, resolve_model, select, unscored_model
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
@@ -76,16 +72,16 @@ def top(
     n: Annotated[int, typer.Argument(min=1, help="How many photos.")] = 20,
     paths: PathsArg = None,
     model: RankModelOpt = None,
-    min_score: Annotated[float | None, typer.Option("--min-score", help="Only scores >= this.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Taken on/after (YYYY[-MM[-DD]]).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Taken on/before (YYYY[-MM[-DD]]), inclusive.")] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", metavar="SCORE", help="Only scores >= this.")] = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="DATE", help="Taken on/after (YYYY[-MM[-DD]]).")] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="DATE", help="Taken on/before (YYYY[-MM[-DD]]), inclusive.")] = None,
     camera: Annotated[str | None, typer.Option("--camera", help="Camera make/model contains this.")] = None,
     lens: Annotated[str | None, typer.Option("--lens", help="Lens contains this.")] = None,
     folder: Annotated[str | None, typer.Option("--folder", help="Parent folder path contains this.")] = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
-    export: Annotated[Path | None, typer.Option("--export", help="Put the photos in this folder (+ manifest.csv).")] = None,
+    export: Annotated[Path | None, typer.Option("--export", metavar="DIR", help="Put the photos in this folder (+ manifest.csv).")] = None,
     copy: Annotated[bool, typer.Option("--copy", help="Export by copying (default; keeps timestamps).")] = False,
     link: Annotated[bool, typer.Option("--link", help="Export as hard links.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Export as symbolic links.")] = False,
@@ -94,9 +90,7 @@ def top(
     ] = False,
     gap: GapOpt = 3.0,
     similarity: _SimilarityOpt = 0.90,
-    chain: Annotated[
-        Chain, typer.Option("--chain", help="Bursts: compare with the previous frame or the group's best.")
-    ] = Chain.previous,
+    chain: ChainOpt = Chain.previous,
 ) -> None:
     """The N best photos, best first; filters narrow the field, --export copies or links them.
 
@@ -109,6 +103,8 @@ def top(
         fail("choose one of --copy, --link, --symlink")
     if (copy or link or symlink) and export is None:
         fail("--copy/--link/--symlink need --export DIR")
+    if export is not None and os.path.lexists(export) and not export.is_dir():
+        fail(f"--export {display_path(export)} is a file, not a folder")
     check_date_option("--since", since)
     check_date_option("--until", until)
     paths = paths or []
@@ -126,32 +122,16 @@ def top(
         if chosen is None:
             console.print("No scores yet: run `charm score PATH...` first.")
         else:
-            flt = TopFilter(
+            query = Query(
                 model=chosen, min_score=min_score, since=since, until=until, camera=camera, lens=lens,
-                folder=folder, paths=[os.path.abspath(p) for p in paths],
+                folder=folder, paths=[str(p) for p in paths], limit=n, embeddings=False,
+                best_of_group=Grouping(gap, similarity, chain.value) if best_of_group else None,
             )  # fmt: skip
-            keep = None
-            if best_of_group:
-                try:
-                    keep = best_of_group_paths(store, flt, gap, similarity, chain.value)
-                except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
-                    fail(str(exc))
-            for row in store.iter_ranked(flt):
-                if keep is not None and row["path"] not in keep:
-                    continue
-                if not os.path.exists(row["path"]):
-                    missing += 1  # moved or deleted since it was scored; `charm forget` tidies up
-                    continue
-                rows.append(_top_record(len(rows) + 1, row))
-                if len(rows) >= n:
-                    break
-            if rows:  # "calibrated score": standing among every photo scored with this model
-                for r, pct in zip(rows, library_percentiles(store, chosen, [r["score"] for r in rows]), strict=True):
-                    r["percentile"] = pct
-                decided = store.decisions_for([r["path"] for r in rows])  # issue 14: review/rate decisions
-                for r in rows:
-                    made = decided.get(r["path"], {})
-                    r["rating"], r["label"] = made.get("rating"), made.get("label")
+            try:
+                sel = select(store, query)
+            except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
+                fail(str(exc))
+            rows, missing = [_top_record(row) for row in sel.rows], sel.missing
     if json_:
         emit_json(rows)
     elif csv_:
@@ -171,25 +151,25 @@ def top(
     raise typer.Exit(code)
 
 
-def _top_record(rank: int, row: dict[str, Any]) -> dict[str, Any]:
+def _top_record(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "rank": rank,
+        "rank": row["rank"],
         "score": row["score"],
-        "percentile": None,
+        "percentile": row["percentile"],
         "path": row["path"],
-        "model": row["charm_model"],
+        "model": row["model"],
         "date_taken": row["date_taken"],
-        "camera": _camera(row["make"], row["model"]),
+        "camera": _camera(row["make"], row["camera_model"]),
         "make": row["make"],
-        "camera_model": row["model"],
+        "camera_model": row["camera_model"],
         "lens": row["lens"],
         "width": row["width"],
         "height": row["height"],
         "sha256": row["sha256"],
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
-        "rating": None,
-        "label": None,
+        "rating": row["rating"],
+        "label": row["label"],
     }
 
 
@@ -248,35 +228,31 @@ def _export(rows: list[dict[str, Any]], dest: Path, mode: str, console: Console)
 # -- charm show ---------------------------------------------------------------------------------
 
 
+@bundled
 def show(
     file: Annotated[Path, typer.Argument(help="A photo.", show_default=False)],
     db: DbOpt = None,
     json_: JsonOpt = False,
     explain: Annotated[
         Path | None,
-        typer.Option("--explain", help="Write a PNG with the kept 28-px cells drawn over the photo (scores it first if needed)."),
+        typer.Option("--explain", metavar="PNG", help="Write a PNG with the kept 28-px cells drawn over the photo (scores it first if needed)."),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model whose cells --explain draws (and scores with).")
-    ] = None,
-    checkpoint: CheckpointOpt = None,
-    pos_embed: PosEmbedOpt = None,
-    device: DeviceOpt = "auto",
-    exact: ExactOpt = False,
-    max_side: MaxSideOpt = 1024,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    model: ModelArgs = ModelArgs(),
+    decode: DecodeArgs = DecodeArgs(),
 ) -> None:
     """Everything known about one photo: scores per model, EXIF, the cells Charm kept at full resolution.
 
-    With --explain, a photo that has no score for the model yet is scored first (the model
+    With --explain, a photo that has no score for the --model yet is scored first (the model
     options are those of `charm compare`).
     """
     check_paths([file], files_only=True)
     path = os.path.abspath(file)
+    if len(model.model or []) > 1:
+        fail("--explain draws one model's cells; give one --model")
     options = None
     if explain is not None:
-        options = score_options(model, checkpoint, pos_embed, device, exact=exact, max_side=max_side,
-                                max_pixels=max_pixels, retry_failed=True)  # fmt: skip
+        options = score_options(model, decode, retry_failed=True)
+    wanted = (model.model or [None])[0]
     with open_db(db) as store:
         if (  # never write a picture over a photo
             explain is not None
@@ -285,14 +261,14 @@ def show(
         ):
             fail(f"--explain {display_path(explain)} is a photo; choose a new file name for the PNG")
         info = _photo_info(store, path)
-        wanted = model.lower() if model else None
+        wanted = wanted.lower() if wanted else None
         if options is not None and not any(wanted in (None, s["model"]) and s["input_size"] for s in info["scores"]):
             events, _name, _ckpt = score_files(store, options, [Path(path)])
             if events[0].status == "error":
                 fail(f"{display_path(path)}: {events[0].error}", 1)
             info = _photo_info(store, path)
     if explain is not None:
-        _write_explain(path, info["scores"], model, explain)
+        _write_explain(path, info["scores"], wanted, explain)
     if json_:
         emit_json(info)
     else:

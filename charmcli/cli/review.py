@@ -80,7 +80,7 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
         fail("no scores yet: run `charm score PATH...` first")
     try:
         desk = Desk(store, chosen, [os.fspath(p) for p in paths], sidecar=sidecar, pick_label=label, gap=gap,
-                    similarity=similarity, link=chain)  # fmt: skip
+                    similarity=similarity, chain=chain)  # fmt: skip
     except DeskError as exc:
         fail(str(exc))
     facts = desk.facets()

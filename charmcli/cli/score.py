@@ -16,19 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from charmcli.cli.options import (
-    ArchConfigOpt,
     BatchOpt,
-    CheckpointOpt,
     Column,
     DbOpt,
-    DeviceOpt,
-    ExactOpt,
+    DecodeArgs,
     JsonOpt,
-    MaxPixelsOpt,
-    MaxSideOpt,
-    ModelsOpt,
-    PosEmbedOpt,
+    ModelArgs,
     WorkersOpt,
+    bundled,
     check_paths,
     emit_json,
     err,
@@ -41,26 +36,20 @@ from charmcli.cli.options import (
     print_table,
     score_options,
 )
-from charmcli.library.decode import DEFAULT_MAX_PIXELS
 from charmcli.library.scan import display_path
 from charmcli.pipeline import FatalError, FileEvent, Pipeline, Profile, scan
 
 
+@bundled
 def score(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Photo files and/or folders.", show_default=False)],
-    model: ModelsOpt = None,
-    checkpoint: CheckpointOpt = None,
-    arch_config: ArchConfigOpt = None,
-    pos_embed: PosEmbedOpt = None,
-    device: DeviceOpt = "auto",
+    model: ModelArgs = ModelArgs(),
     db: DbOpt = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Score again even if cached.")] = False,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Retry files that failed before and did not change.")
     ] = False,
-    exact: ExactOpt = False,
-    max_side: MaxSideOpt = 1024,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    decode: DecodeArgs = DecodeArgs(),
     workers: WorkersOpt = None,
     batch_size: BatchOpt = None,
     json_: JsonOpt = False,
@@ -74,11 +63,8 @@ def score(
     could not run as asked; 130 interrupted.
     """
     check_paths(paths)
-    options = score_options(
-        None, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
-        rescore=rescore, retry_failed=retry_failed, workers=workers, batch_size=batch_size, models=model,
-        arch_config=arch_config,
-    )  # fmt: skip
+    options = score_options(model, decode, rescore=rescore, retry_failed=retry_failed, workers=workers,
+                            batch_size=batch_size)  # fmt: skip
     console = err()
     prof = Profile()
     with open_db(db) as store:
@@ -203,17 +189,12 @@ def _print_profile(console: Console, prof: Profile) -> None:
     console.print(table)
 
 
+@bundled
 def compare(
     files: Annotated[list[Path], typer.Argument(metavar="A B [C...]", help="Two or more photos.", show_default=False)],
-    model: ModelsOpt = None,
-    checkpoint: CheckpointOpt = None,
-    arch_config: ArchConfigOpt = None,
-    pos_embed: PosEmbedOpt = None,
-    device: DeviceOpt = "auto",
+    model: ModelArgs = ModelArgs(),
     db: DbOpt = None,
-    exact: ExactOpt = False,
-    max_side: MaxSideOpt = 1024,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    decode: DecodeArgs = DecodeArgs(),
     json_: JsonOpt = False,
 ) -> None:
     """Score photos side by side (cache first) and name the winner and its margin.
@@ -222,10 +203,7 @@ def compare(
     if len(files) < 2:
         fail("compare needs at least two photos")
     check_paths(files, files_only=True)
-    options = score_options(
-        None, checkpoint, pos_embed, device, exact=exact, max_side=max_side, max_pixels=max_pixels,
-        retry_failed=True, models=model, arch_config=arch_config,
-    )  # fmt: skip
+    options = score_options(model, decode, retry_failed=True)
     with open_db(db) as store:
         events, name, checkpoint_id = score_files(store, options, files)
     names = options.model_names

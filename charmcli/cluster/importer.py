@@ -1,7 +1,7 @@
 """Merge a cluster job's Parquet rows into the SQLite store, so ``top``/``groups``/``rate`` see them.
 
 Rows cross the store's border as the store's own typed rows (:class:`PhotoRow`, :class:`ScoreRow`,
-:class:`FailureRow`) through its public ``op_*`` + ``write`` methods, in transactions of a few
+:class:`FailureRow`) through its ``write`` method, in transactions of a few
 hundred rows: importing again upserts the same rows (nothing doubles), and an interrupted import
 keeps what it committed. The effect is what ``charm score`` would have stored for the same files:
 a later ``charm score`` of the same folder finds them cached (same path, size, mtime and options).
@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from charmcli.cluster.output import EXIF_FIELDS, OutputDir
-from charmcli.store import FailureRow, PhotoRow, ScoreRow, Store
+from charmcli.store import (
+    FailureCleared,
+    FailureRow,
+    PhotoDropped,
+    PhotoRow,
+    ScoreRow,
+    Store,
+    WriteRow,
+    now_iso,
+)
 
 CHUNK_ROWS = 200
 
@@ -31,7 +40,7 @@ def import_dir(out: OutputDir, store: Store) -> ImportSummary:
     """Import every (deduplicated) row of ``out`` into ``store``."""
     table, warnings = out.read()
     summary = ImportSummary(files=len(out.parts()), warnings=tuple(warnings))
-    ops: list[tuple[str, Any]] = []
+    ops: list[WriteRow | tuple[WriteRow, str]] = []
     for row in _rows(table):
         if row["status"] == "ok" and row.get("score") is not None:
             ops.extend(_score_ops(store, row))
@@ -52,8 +61,8 @@ def _rows(table: Any) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
-    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else None
+def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[WriteRow, str]]:
+    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else now_iso()
     meta = {c: row.get(name) for c, name in EXIF_FIELDS.items()}
     photo = PhotoRow(
         row["path"], row.get("size") or 0, row.get("mtime_ns") or 0, row["sha256"], row.get("width"),
@@ -74,19 +83,19 @@ def _score_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
         embedding=row.get("embedding"),
         seconds=row.get("seconds"),
     )
-    return [store.op_photo(photo, when), store.op_score(score, when), store.op_clear_failure(row["path"])]
+    return [(photo, when), (score, when), (FailureCleared(row["path"]), when)]
 
 
-def _failure_ops(store: Store, row: dict[str, Any]) -> list[tuple[str, Any]]:
-    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else None
+def _failure_ops(store: Store, row: dict[str, Any]) -> list[tuple[WriteRow, str]]:
+    when = row["written_at"].isoformat(timespec="seconds") if row.get("written_at") else now_iso()
     # the same key as ScoreOptions.failure_options: `charm score` then reports it without retrying
     options = f"{row.get('preprocess')};max_pixels={row.get('max_pixels')}"
     failure = FailureRow(
         row["path"], row.get("error") or "failed", row.get("error_kind"), row.get("sha256"), row.get("size"),
         row.get("mtime_ns"), options,
     )  # fmt: skip
-    ops = [store.op_failure(failure, when)]
+    ops: list[tuple[WriteRow, str]] = [(failure, when)]
     old = store.photo_by_path(row["path"])
     if old is not None and (old["size"], old["mtime_ns"]) != (row.get("size"), row.get("mtime_ns")):
-        ops.append(store.op_drop_photo(row["path"]))  # its row describes content that is gone
+        ops.append((PhotoDropped(row["path"]), when))  # its row describes content that is gone
     return ops

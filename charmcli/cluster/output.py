@@ -36,8 +36,8 @@ TEMP_PREFIX = ".tmp-"
 JOB_FILE = "_charm_job.json"
 RESUME_COLUMNS = ("path", "sha256", "status")
 
-#: EXIF columns; ``camera_model`` is the store's ``model`` (a name taken by the Charm model here).
-EXIF_FIELDS = {c: ("camera_model" if c == "model" else c) for c in META_COLUMNS}
+#: EXIF columns, named as the store names them (``camera_model``: ``model`` is the scoring model).
+EXIF_FIELDS = {c: c for c in META_COLUMNS}
 
 _EXIF_TYPES = {"focal_length": pa.float64(), "f_number": pa.float64(), "exposure_time": pa.float64(),
                "iso": pa.int32(), "orientation": pa.int32()}  # fmt: skip

@@ -1,7 +1,9 @@
 """Bursts and near-duplicates: photos close in capture time *and* similar in Charm's eyes.
 
 A culling pass wants one decision per moment, not one per frame: a 10-frame burst should show up
-as one group whose best frame (highest Charm score) is the pick. Two signals decide membership:
+as one group whose best frame is the pick: the highest Charm score among the frames without a
+technical flag that ruins a frame (soft, motion blur, closed eyes: :data:`BURST_BLOCKERS`), and
+only when every frame has one, the highest score of all. Two signals decide membership:
 
 * **Capture time.** Photos are sorted by capture time (EXIF ``DateTimeOriginal`` with sub-seconds,
   else the file's mtime) and a group only continues while the gap to the *previous* frame is at
@@ -13,7 +15,7 @@ as one group whose best frame (highest Charm score) is the pick. Two signals dec
   good frame behind another one's score; similarity alone would merge the same view shot an hour
   apart, which is a different moment the user may want to keep.
 
-**What a new frame is compared with** (``link``). The default ``"previous"`` compares it with the
+**What a new frame is compared with** (``chain``, ``--chain``). The default ``"previous"`` compares it with the
 previous frame of the run (single linkage along time). Bursts change gradually (a bird crossing
 the frame, a slow pan), so the first and last frames of one burst may be less similar than any
 two neighbours; linking to the previous frame follows that drift, and it makes grouping depend
@@ -56,11 +58,13 @@ from typing import Literal
 
 import numpy as np
 
+from charmcli.flags import BURST_BLOCKERS
+
 DEFAULT_MAX_GAP_S = 3.0
 DEFAULT_MIN_SIMILARITY = 0.90
 
 TimeSource = Literal["exif", "mtime"]
-Link = Literal["previous", "best"]
+Chain = Literal["previous", "best"]
 
 
 @dataclass(eq=False)
@@ -78,6 +82,7 @@ class PhotoRecord:
     embedding: np.ndarray | None
     score: float | None
     time_source: TimeSource | None = "exif"
+    flags: frozenset[str] = frozenset()  #: technical flag names (charmcli.flags)
 
 
 @dataclass(eq=False)
@@ -86,7 +91,8 @@ class Group:
 
     index: int  #: 0-based position in capture order among the returned groups
     members: list[PhotoRecord]
-    best: PhotoRecord  #: highest score; ties go to the earliest frame
+    best: PhotoRecord  #: highest score among unblocked frames (all, if none); ties: earliest
+    number: int = 0  #: what every listing shows, see :func:`number_groups`
     ids: list[Hashable] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -163,7 +169,7 @@ def record_from_row(row: dict, *, embedding_dtype: str = "float16") -> PhotoReco
 
     Keys used: ``id`` (else ``path``), ``path``, ``date_taken`` (ISO string), ``mtime`` (seconds)
     or ``mtime_ns``, ``score``, ``embedding`` (an array, or the raw bytes of the float16 vector as
-    stored in SQLite).
+    stored in SQLite), ``flags`` (flag names, optional).
     """
     mtime = row.get("mtime")
     if mtime is None and row.get("mtime_ns") is not None:
@@ -180,6 +186,7 @@ def record_from_row(row: dict, *, embedding_dtype: str = "float16") -> PhotoReco
         embedding=None if emb is None else np.asarray(emb),
         score=None if score is None else float(score),
         time_source=source,
+        flags=frozenset(row.get("flags") or ()),
     )
 
 
@@ -210,6 +217,11 @@ def _score_key(r: PhotoRecord) -> float:
     return -math.inf if s is None or not math.isfinite(s) else s
 
 
+def _pick_key(r: PhotoRecord) -> tuple[bool, float]:
+    """Which frame of a group is its best: an unblocked frame beats any blocked one, then score."""
+    return (not (r.flags & BURST_BLOCKERS), _score_key(r))
+
+
 def _sorted_view(records: Sequence[PhotoRecord]):
     """Time order (stable: ties keep input order), and per sorted position: time, source, unit vectors."""
     times = np.array([np.nan if r.timestamp is None else r.timestamp for r in records], dtype=np.float64)
@@ -233,47 +245,61 @@ def find_groups(
     *,
     max_gap: float = DEFAULT_MAX_GAP_S,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
-    link: Link = "previous",
+    chain: Chain = "previous",
 ) -> list[Group]:
     """Partition ``records`` into groups of bursts / near-duplicates; every record is in one group.
 
     Photos without a capture time or without an embedding are singletons (they cannot be placed
     or compared). Groups come in capture order (photos without time last, in input order); each
-    group's members are in capture order and ``best`` is its highest-scoring member.
+    group's members are in capture order and ``best`` is its highest-scoring member without a
+    blocking flag (its highest-scoring member when all are blocked).
     """
     if max_gap < 0:
         raise ValueError("max_gap must be >= 0 seconds")
-    if link not in ("previous", "best"):
-        raise ValueError(f"link must be 'previous' or 'best', not {link!r}")
+    if chain not in ("previous", "best"):
+        raise ValueError(f"chain must be 'previous' or 'best', not {chain!r}")
     n = len(records)
     if n == 0:
         return []
     order, times, sources, units, usable = _sorted_view(records)
     in_time = _time_links(times, sources, usable, max_gap)
 
-    if link == "previous":
+    if chain == "previous":
         sim_prev = np.einsum("ij,ij->i", units[1:], units[:-1])
         joins = in_time & (sim_prev >= min_similarity)
         labels = np.concatenate([[0], np.cumsum(~joins)])
     else:
         labels = np.zeros(n, dtype=np.int64)
-        best_pos, best_score, label = 0, _score_key(records[order[0]]), 0
+        best_pos, best_key, label = 0, _pick_key(records[order[0]]), 0
         for pos in range(1, n):
             rec = records[order[pos]]
             if not (in_time[pos - 1] and float(units[pos] @ units[best_pos]) >= min_similarity):
                 label += 1
-                best_pos, best_score = pos, _score_key(rec)
-            elif _score_key(rec) > best_score:
-                best_pos, best_score = pos, _score_key(rec)
+                best_pos, best_key = pos, _pick_key(rec)
+            elif _pick_key(rec) > best_key:
+                best_pos, best_key = pos, _pick_key(rec)
             labels[pos] = label
 
     groups: list[Group] = []
     boundaries = np.flatnonzero(np.diff(labels)) + 1
     for chunk in np.split(np.arange(n), boundaries):
         members = [records[i] for i in order[chunk]]
-        best = max(members, key=_score_key)  # max() keeps the first of equals: the earliest frame
+        best = max(members, key=_pick_key)  # max() keeps the first of equals: the earliest frame
         groups.append(Group(index=len(groups), members=members, best=best))
+    number_groups(groups)
     return groups
+
+
+def number_groups(groups: Sequence[Group]) -> None:
+    """Number ``groups`` (in capture order) as ``charm groups``, the contact sheet and the desk show them.
+
+    Bursts of 2+ frames are 1, 2, … in capture order, so a burst keeps its number whether single
+    photos are listed or not; single photos continue after the last burst (``groups --all``).
+    """
+    bursts = [g for g in groups if g.size > 1]
+    singles = [g for g in groups if g.size <= 1]
+    for number, g in enumerate([*bursts, *singles], start=1):
+        g.number = number
 
 
 def best_frames(groups: Sequence[Group]) -> list[PhotoRecord]:

@@ -65,7 +65,8 @@ class ReportEntry:
     stars: int | None = None  #: -1 (rejected) or 1..5
     date: str | None = None
     camera: str | None = None
-    group: int | None = None  #: :attr:`Group.index`
+    group: int | None = None  #: :attr:`Group.index` (capture order: how the groups layout sorts)
+    group_number: int | None = None  #: :attr:`Group.number` (what ``charm groups`` and the desk show)
     group_size: int = 1
     best: bool = False  #: best frame of a multi-frame group
 
@@ -105,7 +106,7 @@ def entries_from(
 ) -> list[ReportEntry]:
     """Build sheet entries from scored records (unscored ones are skipped).
 
-    ``meta`` maps id → ``{"date_taken", "make", "model"}`` (the library's metadata). Ranks are
+    ``meta`` maps id → ``{"date_taken", "make", "camera_model"}`` (the library's metadata). Ranks are
     within ``records``; percentiles default to within ``records`` too, pass library-wide ones
     (``percentile_rank(selection, reference=library)``) for calibrated values.
     """
@@ -126,8 +127,9 @@ def entries_from(
                 percentile=percentiles.get(r.id) if percentiles is not None else float(pcts[i]),  # type: ignore[index]
                 stars=(stars or {}).get(r.id),
                 date=_str_or_none(info.get("date_taken")),
-                camera=camera_name(_str_or_none(info.get("make")), _str_or_none(info.get("model"))),
+                camera=camera_name(_str_or_none(info.get("make")), _str_or_none(info.get("camera_model"))),
                 group=None if g is None else g.index,
+                group_number=None if g is None else g.number,
                 group_size=1 if g is None else g.size,
                 best=g is not None and g.size > 1 and g.best is r,
             )
@@ -244,7 +246,7 @@ def _card(entry: ReportEntry, thumb: Thumb, *, eager: bool, show_group: bool) ->
     meta = " · ".join(_e(v) for v in (entry.date and entry.date.replace("T", " "), entry.camera) if v)
     group = ""
     if show_group and entry.group is not None and entry.group_size > 1:
-        group = f"group {entry.group + 1} · {entry.group_size} frames"
+        group = f"group {entry.group_number} · {entry.group_size} frames"
     badge = '<span class="badge">best</span> ' if entry.best else ""
     return (
         f'<figure class="{" ".join(classes)}" data-rank="{entry.rank or ""}" data-score="{entry.score:.6g}">'
@@ -304,7 +306,7 @@ def render_html(
         for members in sections:
             if members[0].group_size > 1:
                 best = next((m for m in members if m.best), max(members, key=lambda m: m.score))
-                head = (f"Group {members[0].group + 1} <span>· {len(members)} frames · best "  # type: ignore[operator]
+                head = (f"Group {members[0].group_number} <span>· {len(members)} frames · best "
                         f"{_e(display_path(Path(best.path).name))} ({best.score:.3f})</span>")
             else:
                 head = f"Single photo{'s' * (len(members) != 1)} <span>· {len(members)}</span>"

@@ -375,6 +375,41 @@ def ratings_items(
     ]
 
 
+def sidecar_ratings(paths: Iterable[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """The ``xmp:Rating`` already in each photo's sidecar, read only (photo path → integer, 0 = none).
+
+    The sidecar is the first that exists of ``IMG.ext.xmp`` and ``IMG.xmp``, in any letter case,
+    as :func:`sidecar_path` would pick it; each folder is listed once, so a large shoot costs one
+    directory read, not one per photo. Photos without a sidecar or whose sidecar holds no rating
+    are absent; a sidecar that cannot be read is reported in the second dict (path → reason).
+    """
+    listings: dict[str, dict[str, str]] = {}
+    found: dict[str, int] = {}
+    problems: dict[str, str] = {}
+    for path in paths:
+        folder, name = os.path.split(path)
+        if folder not in listings:
+            try:
+                listings[folder] = {n.casefold(): n for n in os.listdir(folder)}
+            except OSError:
+                listings[folder] = {}
+        names = listings[folder]
+        stem = os.path.splitext(name)[0] if os.path.splitext(name)[1] else name
+        for candidate in (name + ".xmp", stem + ".xmp"):
+            real = names.get(candidate.casefold())
+            if real is None:
+                continue
+            try:
+                stars = rating_number(read_sidecar(os.path.join(folder, real))["rating"])
+            except (XmpError, OSError) as exc:
+                problems[path] = f"{real}: {exc}"
+                break
+            if stars is not None:
+                found[path] = stars
+            break
+    return found, problems
+
+
 def rating_number(value: str | None) -> int | None:
     """An ``xmp:Rating`` as read (``"3"``, or ``"3.0"`` from some tools) as an integer; None if absent or unreadable."""
     if value is None:

@@ -63,6 +63,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 #: :func:`_allow_in_pillow`).
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
+#: The long side a photo is scaled down to before scoring (``--max-side``; 0 = native resolution):
+#: the size the official para/spaq preprocessing resizes to, and fast on a CPU.
+DEFAULT_MAX_SIDE = 1024
+
 #: A JPEG is drafted only when libjpeg can deliver at least this multiple of the final size, so
 #: the final bicubic resize still low-pass filters (draft alone is a crude box filter).
 DRAFT_FACTOR = 2
@@ -136,7 +140,7 @@ class DecodedImage:
     exif_block: bytes | None = None  #: the raw EXIF block Pillow found (metadata reuses it)
 
 
-def preprocess_tag(*, exact: bool = False, max_side: int = 1024, use_draft: bool = True) -> str:
+def preprocess_tag(*, exact: bool = False, max_side: int = DEFAULT_MAX_SIDE, use_draft: bool = True) -> str:
     """The ``preprocess`` tag a decode with these options produces (lets a cache check first).
 
     Draft decoding changes pixels slightly, so turning it off changes the tag.
@@ -178,7 +182,7 @@ def load_image(
     path: os.PathLike[str] | str,
     *,
     exact: bool = False,
-    max_side: int = 1024,
+    max_side: int = DEFAULT_MAX_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     use_draft: bool = True,
 ) -> DecodedImage:
@@ -199,7 +203,7 @@ def decode_image(
     *,
     name: str = "",
     exact: bool = False,
-    max_side: int = 1024,
+    max_side: int = DEFAULT_MAX_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     use_draft: bool = True,
     sha256: str | None = None,

@@ -35,7 +35,7 @@ class PhotoMeta:
 
     date_taken: str | None = None  #: ISO 8601, e.g. "2022-02-16T12:55:41.762+01:00"
     make: str | None = None
-    model: str | None = None
+    camera_model: str | None = None
     lens: str | None = None
     focal_length: float | None = None  #: millimetres
     f_number: float | None = None
@@ -135,7 +135,7 @@ def _from_tags(tags: dict[str, Any]) -> PhotoMeta:
         or _date(tags, "Image DateTime", "EXIF SubSecTime", "EXIF OffsetTime")
     )
     meta.make = _text(tags, "Image Make")
-    meta.model = _text(tags, "Image Model")
+    meta.camera_model = _text(tags, "Image Model")
     meta.lens = _text(tags, "EXIF LensModel")
     if meta.lens is None:
         meta.lens = _text(tags, "EXIF LensMake")

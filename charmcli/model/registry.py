@@ -13,6 +13,7 @@ Files come from the Hugging Face hub repo ``FatemehBehrad/Charm`` through ``hugg
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ MODELS: dict[str, ModelSpec] = {
     for s in [
         ModelSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..1",
                   factor=1.0, head_basis="code", description="AADB: aesthetic attributes, photography-oriented"),
-        ModelSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "0..10",
+        ModelSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "1..10",
                   factor=10.0, head="relu", head_basis="inferred", description="TAD66K: theme-aware aesthetics"),
         ModelSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, "1..5",
                   grades=_PARA, resize_max_side=1024, head="softmax", head_basis="code",
@@ -272,9 +273,24 @@ def _download(filename: str) -> Path:
     try:
         return Path(hf_hub_download(HUB_REPO, filename, cache_dir=str(hub_cache_dir())))
     except Exception as exc:  # DNS, HTTP errors, a proxy that refuses, …
-        raise OSError(" ".join(str(exc).split())[:160] or type(exc).__name__) from None
+        raise OSError(hub_reason(exc)) from None
     finally:
         hub_logger.setLevel(level)
+
+
+def hub_reason(exc: BaseException, limit: int = 160) -> str:
+    """The hub's error as a clause of charm's own sentence (``…, and <reason>; <advice>``).
+
+    Its first sentence only (the rest is advice charm gives better), starting lower-case unless
+    it starts with a name (``HTTPError``), cut at a word if it is still long.
+    """
+    text = " ".join(str(exc).split())
+    first = re.split(r"(?<=[.!?]) ", text, maxsplit=1)[0].rstrip(".") or type(exc).__name__
+    if len(first) > 1 and first[0].isupper() and first[1].islower():
+        first = first[0].lower() + first[1:]
+    if len(first) > limit:
+        first = first[: limit - 1].rsplit(" ", 1)[0] + "…"
+    return first
 
 
 def fetch(filename: str, model: str, *, downloading: bool = False) -> Path:
@@ -319,6 +335,22 @@ def fetch_position_table(filename: str, model: str) -> Path:
             f"the checkpoint needs the position table {filename}, which is not in the hub cache, and {exc}; "
             f"pass --pos-embed {filename} (or set CHARM_POS_EMBED)"
         ) from None
+
+
+def position_table_problem(model: str | None) -> str | None:
+    """Why ``--checkpoint`` without ``--pos-embed`` will find no position table, asked before any
+    model loads (the table is fetched only after the checkpoint, seconds later); ``None`` if one
+    is cached or the hub can be asked. ``model``: the named model, whose table it must be."""
+    names = [get_spec(model).pos_filename] if model else sorted({s.pos_filename for s in MODELS.values()} - {""})
+    if any(cached_file(name) is not None for name in names):
+        return None
+    why = "offline mode is on (HF_HUB_OFFLINE)" if _offline() else hub_unreachable()
+    if why is None:
+        return None
+    return (
+        f"the checkpoint needs a position table ({' or '.join(names)}), which is not in the hub cache, "
+        f"and {why}; pass --pos-embed FILE (or set CHARM_POS_EMBED)"
+    )
 
 
 def is_cached(name: str) -> bool:

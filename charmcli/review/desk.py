@@ -4,12 +4,11 @@ The desk works on one *selection*: the photos the store knows under the PATHs gi
 review`` (all of them without PATHs), with their latest score for one model, files that still
 exist. Everything about it comes from the layers below, never re-implemented here:
 
-* which photos: :func:`charmcli.selection.scored` (latest score per content, files that still
-  exist), and the score/date/camera/folder filters of :meth:`Store.iter_ranked`;
-* bursts and their best frame: :func:`charmcli.selection.group_records` over the *whole*
-  selection (so a filter never splits or merges a group);
-* library percentiles: :func:`charmcli.selection.library_percentiles`, as ``top``/``show``/
-  ``report`` compute them;
+* which photos: :func:`charmcli.selection.select` (latest score per content, files that still
+  exist, rank, library percentile and last decision attached, exactly as ``top``, ``groups`` and
+  ``report`` get them), narrowed by the page's score/date/camera/folder filters;
+* bursts, their best frame and their number: :class:`charmcli.selection.Grouping` over the
+  *whole* selection (so a filter never splits, merges or renumbers a group);
 * decisions: :func:`charmcli.cull.xmp.apply_ratings` (the merge ``charm rate`` uses: foreign
   fields kept, atomic, same naming styles), then :meth:`Store.record_decisions` stores what the
   sidecar now says. A sidecar that cannot be merged leaves the database unchanged.
@@ -28,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Link
+from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Chain
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL, REJECTED
 from charmcli.cull.report import camera_name
 from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_number, read_sidecar, sidecar_path
 from charmcli.library.scan import display_path
-from charmcli.selection import group_records, library_percentiles, scored
-from charmcli.store import Store, TopFilter, check_date
+from charmcli.selection import Grouping, Query, select
+from charmcli.store import Store, check_date
 
 #: Lightroom's standard colour labels (what Bridge, darktable and digiKam map too).
 LABELS = ("Red", "Yellow", "Green", "Blue", "Purple")
@@ -96,14 +95,14 @@ class Desk:
         pick_label: str = DEFAULT_BEST_LABEL,
         gap: float = DEFAULT_MAX_GAP_S,
         similarity: float = DEFAULT_MIN_SIMILARITY,
-        link: Link = "previous",
+        chain: Chain = "previous",
     ) -> None:
         self.store = store
         self.model = model
         self.roots = [os.path.abspath(p) for p in paths]
         self.sidecar: SidecarStyle = sidecar
         self.pick_label = pick_label
-        self.gap, self.similarity, self.link = gap, similarity, link
+        self.gap, self.similarity, self.chain = gap, similarity, chain
         self.missing = 0  #: scored rows whose file is gone (skipped)
         self._lock = threading.RLock()
         self._entries: dict[int, dict[str, Any]] = {}
@@ -114,45 +113,42 @@ class Desk:
 
     # -- the selection -------------------------------------------------------------------------
 
-    def _filter(self, flt: DeskFilter | None = None) -> TopFilter:
+    def _query(self, flt: DeskFilter | None = None, **attach: bool) -> Query:
         f = flt or DeskFilter()
-        return TopFilter(model=self.model, min_score=f.min_score, since=f.since, until=f.until, camera=f.camera,
-                         folder=f.folder, paths=self.roots)  # fmt: skip
+        return Query(model=self.model, min_score=f.min_score, since=f.since, until=f.until, camera=f.camera,
+                     folder=f.folder, paths=self.roots, **attach)  # fmt: skip
 
     def refresh(self) -> None:
         """Re-read the selection from the store (new scores, files gone) and regroup it."""
         version = self.store.data_version()
-        sel = scored(self.store, self._filter())
+        sel = select(self.store, self._query())
         rows, missing = sel.rows, sel.missing
         try:
-            groups = group_records(sel.records, self.gap, self.similarity, self.link)
+            groups = Grouping(self.gap, self.similarity, self.chain).groups(sel.records)
         except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
             raise DeskError(str(exc), 500) from None
         where = {m.id: (g, pos) for g in groups for pos, m in enumerate(g.members)}
-        pcts = library_percentiles(self.store, self.model, [r["score"] for r in rows])
-        decisions = self.store.decisions_for([r["path"] for r in rows])
         entries: dict[int, dict[str, Any]] = {}
         order: list[int] = []
-        for rank, (row, pct) in enumerate(zip(rows, pcts, strict=True), start=1):
+        for row in rows:
             g, pos = where[row["id"]]
-            made = decisions.get(row["path"], {})
             entries[row["id"]] = {
                 "id": row["id"],
                 "path": row["path"],
                 "name": display_path(os.path.basename(row["path"])),
                 "folder": display_path(os.path.dirname(row["path"])),
-                "rank": rank,
+                "rank": row["rank"],
                 "score": row["score"],
-                "percentile": pct,
-                "rating": made.get("rating"),
-                "label": made.get("label"),
+                "percentile": row["percentile"],
+                "rating": row["rating"],
+                "label": row["label"],
                 "date_taken": row["date_taken"],
-                "camera": camera_name(row["make"], row["model"]),
+                "camera": camera_name(row["make"], row["camera_model"]),
                 "lens": row["lens"],
                 "width": row["width"],
                 "height": row["height"],
                 "format": row["format"],
-                "group": g.index + 1,
+                "group": g.number,
                 "group_size": g.size,
                 "group_pos": pos,
                 "best": g.size > 1 and g.best.id == row["id"],
@@ -189,7 +185,8 @@ class Desk:
         if flt is None or flt.empty:
             keep = None
         else:
-            keep = {row["id"] for row in self.store.iter_ranked(self._filter(flt))}
+            narrowed = select(self.store, self._query(flt, embeddings=False, percentiles=False, decisions=False))
+            keep = {row["id"] for row in narrowed.rows}
         return [self.public(entries[i]) for i in order if keep is None or i in keep]
 
     def entry(self, photo_id: int) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def test_import_merges_rows_like_charm_score_and_twice_changes_nothing(tmp_path)
             summary = import_dir(out, store)
             assert (summary.scores, summary.failures, summary.files) == (2, 1, 2)
         photo = store.photo_by_path("/lib/a.jpg")
-        assert (photo["sha256"], photo["size"], photo["mtime_ns"], photo["make"], photo["model"]) == (
+        assert (photo["sha256"], photo["size"], photo["mtime_ns"], photo["make"], photo["camera_model"]) == (
             "a" * 64, 10, 20, "FUJIFILM", "X100")  # fmt: skip
         score = store.score_for("a" * 64, "aadb", "c" * 64, "max1024")
         assert score["score"] == 0.25 and score["embedding"] == b"\x00\x3c" * 4

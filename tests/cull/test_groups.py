@@ -26,6 +26,7 @@ from charmcli.cull.groups import (
     record_from_row,
     suggest_min_similarity,
 )
+from charmcli.flags import BURST_BLOCKERS
 
 DIM = 384  # the CLS size of Charm's DINOv2-small models
 
@@ -78,7 +79,7 @@ def test_chaining_follows_drift_and_best_link_stops_it(rng):
     ends = float(unit(frames[0].embedding) @ unit(frames[-1].embedding))
     assert ends < DEFAULT_MIN_SIMILARITY  # the premise: first and last frames are not similar
     assert [g.size for g in find_groups(frames)] == [12]
-    by_best = find_groups(frames, link="best")
+    by_best = find_groups(frames, chain="best")
     assert len(by_best) > 1
     for g in by_best:  # every member is similar to its group's best frame
         for m in g.members:
@@ -116,6 +117,27 @@ def test_best_tie_goes_to_earliest_and_unscored_never_wins(rng):
     assert [r.id for r in best_frames([g])] == ["t1"]
 
 
+@pytest.mark.parametrize("blocker", sorted(BURST_BLOCKERS))
+def test_a_blocked_frame_is_never_best_while_an_unblocked_one_exists(rng, blocker):
+    base = unit(rng.standard_normal(DIM))
+    recs = burst("f", base, 0.0, 4, rng, scores=[0.3, 0.95, 0.6, 0.5])
+    recs[1].flags = frozenset({blocker})  # the best-scored frame has closed eyes / is soft / shaken
+    recs[2].flags = frozenset({"underexposed"})  # exposure alone does not block (bursts share it)
+    for link in ("previous", "best"):
+        (g,) = find_groups(recs, link=link)
+        assert g.best.id == "f2", link
+    for r in recs:
+        r.flags = frozenset({blocker})  # every frame blocked: the score decides again
+    (g,) = find_groups(recs)
+    assert g.best.id == "f1"
+
+
+def test_record_from_row_reads_flags():
+    row = {"path": "/p/a.jpg", "score": 0.5, "flags": ["soft", "eyes-closed"]}
+    assert record_from_row(row).flags == {"soft", "eyes-closed"}
+    assert record_from_row({"path": "/p/b.jpg"}).flags == frozenset()
+
+
 def test_best_frames_sorted_by_score(rng):
     groups = find_groups(
         burst("a", unit(rng.standard_normal(DIM)), 0.0, 3, rng, scores=[0.1, 0.2, 0.3])
@@ -129,7 +151,7 @@ def test_rejects_mixed_embedding_sizes_and_bad_options(rng):
     with pytest.raises(ValueError, match="different models"):
         find_groups(recs)
     with pytest.raises(ValueError):
-        find_groups(recs[:1], link="nearest")  # type: ignore[arg-type]
+        find_groups(recs[:1], chain="nearest")  # type: ignore[arg-type]
     assert find_groups([]) == []
 
 
@@ -150,7 +172,7 @@ def _reference(records, max_gap, min_sim, link):
             prev = records[groups[-1][-1]]
             members = [records[j] for j in groups[-1]]
             anchor = prev if link == "previous" else max(
-                members, key=lambda m: -math.inf if m.score is None else m.score)
+                members, key=lambda m: (not m.flags & BURST_BLOCKERS, -math.inf if m.score is None else m.score))
             ok = (
                 r.timestamp is not None and prev.timestamp is not None and u(r) is not None
                 and u(prev) is not None and r.time_source == prev.time_source
@@ -185,7 +207,7 @@ def test_matches_reference_rule(data, link, max_gap):
         PhotoRecord(i, f"/p/{i}", t, near(scenes[s], c, rng).astype(np.float32) if c < 1 else scenes[s], sc)
         for i, (t, s, c, sc) in enumerate(data)
     ]
-    groups = find_groups(records, max_gap=max_gap, min_similarity=0.9, link=link)
+    groups = find_groups(records, max_gap=max_gap, min_similarity=0.9, chain=link)
     assert [g.ids for g in groups] == _reference(records, max_gap, 0.9, link)
     for g in groups:
         assert g.best in g.members
@@ -275,7 +297,7 @@ def _grouping_cost(records: list[PhotoRecord], link: str) -> tuple[int, int, int
     tracemalloc.start()
     sys.settrace(trace)
     try:
-        groups = find_groups(records, link=link)
+        groups = find_groups(records, chain=link)
     finally:
         sys.settrace(previous)
         peak = tracemalloc.get_traced_memory()[1]

@@ -87,7 +87,7 @@ def library(tmp_path, photos_dir):
         records.append(PhotoRecord(i, p, 1000.0 + i * 0.5, emb, round(0.2 + 0.1 * i, 2)))
     groups = find_groups(records)
     assert groups[0].size == 3  # the premise: photos 0..2 are one burst
-    meta = {0: {"date_taken": "2024-05-01T12:00:00.25", "make": "NIKON", "model": "NIKON COOLPIX P7000"}}
+    meta = {0: {"date_taken": "2024-05-01T12:00:00.25", "make": "NIKON", "camera_model": "NIKON COOLPIX P7000"}}
     return records, groups, entries_from(records, groups=groups, meta=meta, stars={1: 4, 6: -1})
 
 

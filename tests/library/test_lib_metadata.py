@@ -38,8 +38,8 @@ def _manifest_orientation(row: dict[str, str]) -> int | None:
 @pytest.mark.parametrize("name", CAMERA_FILES)
 def test_camera_files(shared_photos: Path, manifest: dict, name: str) -> None:
     meta = read_metadata((shared_photos / name).read_bytes())
-    assert meta.make and meta.model
-    assert meta.make == meta.make.strip() and "\x00" not in meta.model
+    assert meta.make and meta.camera_model
+    assert meta.make == meta.make.strip() and "\x00" not in meta.camera_model
     assert meta.date_taken and datetime.fromisoformat(meta.date_taken).year > 1990
     assert meta.focal_length and meta.focal_length > 0
     assert meta.f_number and 0.7 < meta.f_number < 64
@@ -142,7 +142,7 @@ def test_date_fields_and_fallbacks() -> None:
     )
     meta = read_metadata(data)
     assert meta.date_taken == "2021-06-01T10:20:30.050+02:00"
-    assert (meta.make, meta.model, meta.lens) == ("Maker", "Model", "Lens 50mm")
+    assert (meta.make, meta.camera_model, meta.lens) == ("Maker", "Model", "Lens 50mm")
     # A placeholder DateTimeOriginal falls back to the next field.
     data = _jpeg_with_exif({0x0132: "2020:01:02 03:04:05"}, {0x9003: "0000:00:00 00:00:00"})
     assert read_metadata(data).date_taken == "2020-01-02T03:04:05"

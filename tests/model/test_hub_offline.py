@@ -117,3 +117,27 @@ def test_cached_hub_files_are_used_without_the_network(unreachable_hub, tmp_path
     alone = Scorer.from_files(AUTHORS / "checkpoints" / "aadb_charm.pth", None, device="cpu",
                               cache_dir=tmp_path / "conv")  # fmt: skip
     assert alone.name == "aadb"
+
+
+def test_the_hub_reason_is_a_whole_clause_of_charms_sentence(monkeypatch):
+    """The hub reachable but the download failing: its text joins charm's sentence lower-case,
+    whole words only (it was cut at 160 characters, "…try aga", after a capital "An")."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    said = ("An error happened while trying to locate the file on the Hub and we cannot find the requested "
+            "files in the local cache. Please check your connection and try again or make sure your "
+            "Internet connection is on.")  # fmt: skip
+
+    def failing_download(*args, **kwargs):
+        raise LocalEntryNotFoundError(said)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(reg, "hub_unreachable", lambda timeout=3.0: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
+    with pytest.raises(ModelUnavailableError) as err:
+        reg.fetch("aadb_charm.pth", "aadb")
+    msg = str(err.value)
+    first = said.split(". ")[0]
+    assert f", and {first[0].lower()}{first[1:]};" in msg
+    assert " An " not in msg and "try aga" not in msg

@@ -32,12 +32,12 @@ def test_interrupt_inside_a_write_rolls_back_and_releases_the_lock(tmp_path, sta
     store.conn = _InterruptAfter(real, statement)  # type: ignore[assignment]
     row = PhotoRow("/p/a.jpg", 1, 2, "ab" * 32)
     with pytest.raises(KeyboardInterrupt):
-        store.write([store.op_photo(row)])
+        store.write([row])
     store.conn = real
     assert not real.in_transaction  # rolled back: no half transaction, no write lock held
-    other.write([other.op_photo(PhotoRow("/p/b.jpg", 1, 2, "cd" * 32))])  # another process is not blocked
-    store.write([store.op_photo(row)])  # and this one goes on
-    assert sorted(r["path"] for r in store._all("SELECT path FROM photos")) == ["/p/a.jpg", "/p/b.jpg"]
+    other.write([PhotoRow("/p/b.jpg", 1, 2, "cd" * 32)])  # another process is not blocked
+    store.write([row])  # and this one goes on
+    assert sorted(r["path"] for r in store.all("SELECT path FROM photos")) == ["/p/a.jpg", "/p/b.jpg"]
     store.close()
     other.close()
 
@@ -53,8 +53,8 @@ def test_undecodable_path_bytes_round_trip_exactly(tmp_path):
         "/p/x\ud800.jpg",
     ]
     with Store(tmp_path / "c.db") as store:
-        store.write([store.op_photo(PhotoRow(n, 1, 2, f"{i:064x}")) for i, n in enumerate(names)])
-        assert sorted(r["path"] for r in store._all("SELECT path FROM photos")) == sorted(names)
+        store.write([PhotoRow(n, 1, 2, f"{i:064x}") for i, n in enumerate(names)])
+        assert sorted(r["path"] for r in store.all("SELECT path FROM photos")) == sorted(names)
         for i, n in enumerate(names):
             assert store.photo_by_path(n)["sha256"] == f"{i:064x}"
         assert store.stale_rows(["/p"])[0] == sorted(names)  # and prefix filters still match

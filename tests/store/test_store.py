@@ -15,6 +15,7 @@ import pytest
 from charmcli.store import (
     SCHEMA_VERSION,
     BatchWriter,
+    FailureCleared,
     FailureRow,
     PhotoRow,
     ScoreRow,
@@ -72,8 +73,8 @@ def test_default_path_honours_charm_db(monkeypatch, tmp_path):
 
 
 def test_upserts_are_idempotent_and_keep_first_seen(store):
-    store.write([store.op_photo(photo("/p/a.jpg", "s1"), "2024-01-01"), store.op_score(score("s1", 0.5))])
-    store.write([store.op_photo(photo("/p/a.jpg", "s2"), "2024-02-01"), store.op_score(score("s1", 0.7))])
+    store.write([(photo("/p/a.jpg", "s1"), "2024-01-01"), score("s1", 0.5)])
+    store.write([(photo("/p/a.jpg", "s2"), "2024-02-01"), score("s1", 0.7)])
     rows = list(store.db["photos"].rows)
     assert len(rows) == 1 and rows[0]["sha256"] == "s2"
     assert rows[0]["first_seen"] == "2024-01-01" and rows[0]["last_seen"] == "2024-02-01"
@@ -82,8 +83,8 @@ def test_upserts_are_idempotent_and_keep_first_seen(store):
 
 
 def test_scores_are_keyed_by_content_model_checkpoint_and_preprocess(store):
-    store.write([store.op_score(score("s1", 0.1)), store.op_score(score("s1", 0.2, ckpt="c2"))])
-    store.write([store.op_score(score("s1", 0.3, pre="exact")), store.op_score(score("s1", 3.0, model="para"))])
+    store.write([score("s1", 0.1), score("s1", 0.2, ckpt="c2")])
+    store.write([score("s1", 0.3, pre="exact"), score("s1", 3.0, model="para")])
     assert store.db["scores"].count == 4
     assert store.score_for("s1", "aadb", "c2", "max1024")["score"] == 0.2
     assert store.score_for("s1", "aadb", "c1", "native") is None
@@ -92,27 +93,27 @@ def test_scores_are_keyed_by_content_model_checkpoint_and_preprocess(store):
 
 
 def test_moved_file_finds_its_content(store):
-    store.write([store.op_photo(photo("/old/a.jpg", "s1", make="Nikon")), store.op_score(score("s1", 0.4))])
+    store.write([photo("/old/a.jpg", "s1", make="Nikon"), score("s1", 0.4)])
     assert store.photo_by_path("/new/a.jpg") is None
     assert store.photo_by_sha("s1")["make"] == "Nikon"
-    store.write([store.op_photo(photo("/new/a.jpg", "s1"))])
+    store.write([photo("/new/a.jpg", "s1")])
     ranked = list(store.iter_ranked(TopFilter(model="aadb")))
     assert [r["path"] for r in ranked] == ["/new/a.jpg", "/old/a.jpg"]  # ties by path
 
 
 def test_failures_replace_and_clear(store):
-    store.write([store.op_failure(FailureRow("/p/x.jpg", "empty file", "empty", size=0, mtime_ns=5))])
-    store.write([store.op_failure(FailureRow("/p/x.jpg", "truncated", "truncated", size=9, mtime_ns=6))])
+    store.write([FailureRow("/p/x.jpg", "empty file", "empty", size=0, mtime_ns=5)])
+    store.write([FailureRow("/p/x.jpg", "truncated", "truncated", size=9, mtime_ns=6)])
     assert store.failure_for("/p/x.jpg")["reason"] == "truncated"
     assert store.db["failures"].count == 1
-    store.write([store.op_clear_failure("/p/x.jpg")])
+    store.write([FailureCleared("/p/x.jpg")])
     assert store.failure_for("/p/x.jpg") is None
 
 
 def test_batch_writer_commits_in_small_batches(store):
     writer = BatchWriter(store, max_ops=3, max_seconds=3600)
     for i in range(7):
-        writer.add(store.op_score(score(f"s{i}", i / 10)))
+        writer.add(score(f"s{i}", i / 10))
     assert writer.commits == 2 and len(writer.pending) == 1
     assert store.db["scores"].count == 6  # committed rows are visible to others already
     writer.flush()
@@ -121,13 +122,13 @@ def test_batch_writer_commits_in_small_batches(store):
 
 def test_top_filters(store):
     rows = [
-        (photo("/lib/2023/a.jpg", "a", date_taken="2023-05-01T10:00:00", make="NIKON", model="D750", lens="50mm f/1.8"), 0.9),
-        (photo("/lib/2023/b.jpg", "b", date_taken="2023-12-31T23:59:59", make="Canon", model="Canon EOS R5"), 0.8),
-        (photo("/lib/2024/c.jpg", "c", date_taken="2024-01-01T00:00:00", make="Canon", model="EOS 5D"), 0.7),
+        (photo("/lib/2023/a.jpg", "a", date_taken="2023-05-01T10:00:00", make="NIKON", camera_model="D750", lens="50mm f/1.8"), 0.9),
+        (photo("/lib/2023/b.jpg", "b", date_taken="2023-12-31T23:59:59", make="Canon", camera_model="Canon EOS R5"), 0.8),
+        (photo("/lib/2024/c.jpg", "c", date_taken="2024-01-01T00:00:00", make="Canon", camera_model="EOS 5D"), 0.7),
         (photo("/lib/misc/d.jpg", "d"), 0.6),
         (photo("/lib/20230/e.jpg", "e"), 0.5),
     ]
-    store.write([op for p, v in rows for op in (store.op_photo(p), store.op_score(score(p.sha256, v)))])
+    store.write([op for p, v in rows for op in (p, score(p.sha256, v))])
     names = lambda **kw: [Path(r["path"]).name for r in store.iter_ranked(TopFilter(**{"model": "aadb", **kw}))]  # noqa: E731
     assert names() == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
     assert names(min_score=0.75) == ["a.jpg", "b.jpg"]
@@ -144,9 +145,9 @@ def test_top_filters(store):
 
 
 def test_top_uses_the_latest_score_per_content(store):
-    store.write([store.op_photo(photo("/a.jpg", "a"))])
-    store.write([store.op_score(score("a", 0.9, ckpt="old"), "2024-01-01")])
-    store.write([store.op_score(score("a", 0.1, ckpt="new"), "2024-06-01")])
+    store.write([photo("/a.jpg", "a")])
+    store.write([(score("a", 0.9, ckpt="old"), "2024-01-01")])
+    store.write([(score("a", 0.1, ckpt="new"), "2024-06-01")])
     (row,) = store.iter_ranked(TopFilter(model="aadb"))
     assert row["score"] == 0.1 and row["checkpoint_id"] == "new"
 
@@ -167,11 +168,11 @@ def test_stats_and_forget(store, tmp_path):
     real.write_bytes(b"x")
     store.write(
         [
-            store.op_photo(photo(str(real), "r")),
-            store.op_photo(photo("/gone/a.jpg", "g")),
-            store.op_score(score("r", 0.5)),
-            store.op_score(score("g", 0.7)),
-            store.op_failure(FailureRow("/gone/bad.jpg", "empty file", "empty")),
+            photo(str(real), "r"),
+            photo("/gone/a.jpg", "g"),
+            score("r", 0.5),
+            score("g", 0.7),
+            FailureRow("/gone/bad.jpg", "empty file", "empty"),
         ]
     )
     stats = store.stats()
@@ -206,9 +207,9 @@ WRITER = textwrap.dedent(
         for i in range(300):
             sha = f"s{i}"
             writer.add(
-                store.op_photo(PhotoRow(f"/p/{i}.jpg", 1, 1, sha)),
-                store.op_photo(PhotoRow(f"/{tag}/{i}.jpg", 1, 1, sha)),
-                store.op_score(ScoreRow(sha, "aadb", "c", "max1024", 0.5, [0.5])),
+                PhotoRow(f"/p/{i}.jpg", 1, 1, sha),
+                PhotoRow(f"/{tag}/{i}.jpg", 1, 1, sha),
+                ScoreRow(sha, "aadb", "c", "max1024", 0.5, [0.5]),
             )
         writer.flush()
     """

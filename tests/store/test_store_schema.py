@@ -91,20 +91,23 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_named_steps():
-    assert [m.name for m in MIGRATIONS] == ["initial", "decisions"] and SCHEMA_VERSION == 2  # decisions: issue 14
+    names = [m.name for m in MIGRATIONS]
+    assert names[:4] == ["m001_initial", "m002_decisions", "m003_latest_scores", "m004_camera_model"]
+    assert all(name.startswith(f"m{i:03d}_") for i, name in enumerate(names, 1)), "numbered in order"
+    assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def test_both_schemas_upsert_by_their_keys(store):
-    store.write([store.op_photo(_photo("/p/a.jpg"), "t1"), store.op_score(_score(score=0.5), "t1")])
-    store.write([store.op_photo(_photo("/p/a.jpg"), "t2"), store.op_score(_score(score=0.7), "t2")])
-    store.write([store.op_failure(FailureRow("/p/bad.jpg", "corrupt"), "t1")] * 2)
+    store.write([(_photo("/p/a.jpg"), "t1"), (_score(score=0.5), "t1")])
+    store.write([(_photo("/p/a.jpg"), "t2"), (_score(score=0.7), "t2")])
+    store.write([(FailureRow("/p/bad.jpg", "corrupt"), "t1")] * 2)
     assert store.db["photos"].count == 1 and store.db["scores"].count == 1 and store.db["failures"].count == 1
     row = store.photo_by_path("/p/a.jpg")
     assert (row["first_seen"], row["last_seen"]) == ("t1", "t2")  # first_seen survives the upsert
     assert store.score_for("ab" * 32, "aadb", "c" * 64, "max1024")["score"] == 0.7
-    with pytest.raises(sqlite3.IntegrityError):  # the path stays unique
-        store.write([("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) "
-                      "VALUES ('/p/a.jpg', 1, 1, 'x', 't', 't')", ())])  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as conn:  # the path stays unique
+        conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) "
+                     "VALUES ('/p/a.jpg', 1, 1, 'x', 't', 't')")  # fmt: skip
 
 
 def test_checkpoint_memo_and_forget_on_both_schemas(store, tmp_path):
@@ -114,8 +117,8 @@ def test_checkpoint_memo_and_forget_on_both_schemas(store, tmp_path):
     store.remember_checkpoint("file:" + str(ckpt), str(ckpt), "d" * 64, "aadb")
     assert store.recall_checkpoint("file:" + str(ckpt))["checkpoint_id"] == "d" * 64
     assert store.db["checkpoints"].count == 1
-    store.write([store.op_photo(_photo(str(tmp_path / "gone.jpg"))),
-                 store.op_failure(FailureRow(str(tmp_path / "gone2.jpg"), "corrupt"))])  # fmt: skip
+    store.write([_photo(str(tmp_path / "gone.jpg")),
+                 FailureRow(str(tmp_path / "gone2.jpg"), "corrupt")])  # fmt: skip
     photos, failures = store.stale_rows()
     assert photos == [str(tmp_path / "gone.jpg")] and failures == [str(tmp_path / "gone2.jpg")]
     store.forget(photos, failures)

@@ -40,9 +40,9 @@ def _meta(**values: Any) -> dict[str, Any]:
     return values
 
 
-META_A = _meta(date_taken="2021-06-01T10:20:30", make="Canon", model="EOS R5", lens="RF 50mm F1.8",
+META_A = _meta(date_taken="2021-06-01T10:20:30", make="Canon", camera_model="EOS R5", lens="RF 50mm F1.8",
                focal_length=50.0, f_number=1.8, exposure_time=0.01, iso=100, orientation=1)  # fmt: skip
-META_B = _meta(date_taken="2023-01-02T03:04:05.500+01:00", make="NIKON", model="D750", lens="AF-S 85mm",
+META_B = _meta(date_taken="2023-01-02T03:04:05.500+01:00", make="NIKON", camera_model="D750", lens="AF-S 85mm",
                focal_length=85.0, f_number=2.8, exposure_time=0.004, iso=6400, orientation=6)  # fmt: skip
 
 
@@ -50,9 +50,9 @@ def test_photo_upsert_replaces_every_column_but_first_seen(store):
     key = "/p/a.jpg"
     a = PhotoRow(key, 100, 1_000, "sha-a", 600, 400, "JPEG", dict(META_A))
     b = PhotoRow(key, 200, 2_000, "sha-b", 4000, 3000, "HEIF", dict(META_B))
-    store.write([store.op_photo(a, "2024-01-01T00:00:00")])
+    store.write([(a, "2024-01-01T00:00:00")])
     before = store.photo_by_path(key)
-    store.write([store.op_photo(b, "2024-02-01T00:00:00")])
+    store.write([(b, "2024-02-01T00:00:00")])
     after = store.photo_by_path(key)
     assert set(after) == set(_columns(store, "photos"))
     assert _changed(before, after) == set(after) - {"id", "path", "first_seen"}
@@ -64,8 +64,8 @@ def test_photo_upsert_replaces_every_column_but_first_seen(store):
 
 def test_photo_upsert_clears_metadata_the_new_content_lacks(store):
     """A file rewritten without EXIF: its row must not keep the old camera, date or lens."""
-    store.write([store.op_photo(PhotoRow("/p/a.jpg", 100, 1, "sha-a", 60, 40, "JPEG", dict(META_A)))])
-    store.write([store.op_photo(PhotoRow("/p/a.jpg", 90, 2, "sha-b", 60, 40, "PNG", {}))])
+    store.write([PhotoRow("/p/a.jpg", 100, 1, "sha-a", 60, 40, "JPEG", dict(META_A))])
+    store.write([PhotoRow("/p/a.jpg", 90, 2, "sha-b", 60, 40, "PNG", {})])
     row = store.photo_by_path("/p/a.jpg")
     assert {c: row[c] for c in META_COLUMNS} == dict.fromkeys(META_COLUMNS)
 
@@ -81,10 +81,10 @@ def _score(sha: str, seed: int) -> ScoreRow:
 
 def test_score_upsert_replaces_every_column(store):
     key = ("sha", "aadb", "ckpt", "max1024")
-    store.write([store.op_score(_score("sha", 1), "2024-01-01T00:00:00")])
+    store.write([(_score("sha", 1), "2024-01-01T00:00:00")])
     before = store.score_for(*key)
     b = _score("sha", 2)
-    store.write([store.op_score(b, "2024-02-01T00:00:00")])
+    store.write([(b, "2024-02-01T00:00:00")])
     after = store.score_for(*key)
     assert set(after) == set(_columns(store, "scores"))
     assert _changed(before, after) == set(after) - {"id", "sha256", "model", "checkpoint_id", "preprocess"}
@@ -104,11 +104,11 @@ def test_score_upsert_replaces_every_column(store):
 
 def test_failure_upsert_replaces_every_column(store):
     store.write(
-        [store.op_failure(FailureRow("/p/x.jpg", "truncated", "decode", "s1", 10, 1, "o1"), "2024-01-01")]
+        [(FailureRow("/p/x.jpg", "truncated", "decode", "s1", 10, 1, "o1"), "2024-01-01")]
     )
     before = store.failure_for("/p/x.jpg")
     store.write(
-        [store.op_failure(FailureRow("/p/x.jpg", "too large", "too-large", "s2", 20, 2, "o2"), "2024-02-01")]
+        [(FailureRow("/p/x.jpg", "too large", "too-large", "s2", 20, 2, "o2"), "2024-02-01")]
     )
     after = store.failure_for("/p/x.jpg")
     assert _changed(before, after) == set(after) - {"id", "path"}
@@ -160,7 +160,7 @@ def test_a_rescored_file_gets_its_new_exif_end_to_end(cli, db, tmp_path):
     assert cli("score", photo, *args).exit_code == 0
     with Store(db) as store:
         row = store.photo_by_path(str(photo))
-    assert (row["make"], row["model"], row["lens"], row["date_taken"]) == (
+    assert (row["make"], row["camera_model"], row["lens"], row["date_taken"]) == (
         "NIKON",
         "D750",
         "AF-S 85mm",

@@ -1,0 +1,60 @@
+"""The score database (SQLite): rows in, rows out, the SQL inside.
+
+* :mod:`.db` — the connection, the write transaction, value escaping, applying migrations;
+* :mod:`.migrations` — the schema as named steps (append one to change it);
+* :mod:`.rows` — the typed rows callers write (:class:`PhotoRow`, :class:`ScoreRow`, …) and the
+  ranking filter;
+* :mod:`.writes` — typed rows → SQL (the only place a write statement is written);
+* :mod:`.tables` — :class:`Store` (lookups, rankings over the ``latest_scores`` view, counts) and
+  :class:`BatchWriter`.
+
+This package knows nothing of tensors, images or the CLI.
+"""
+
+from charmcli.store.db import BUSY_TIMEOUT_S, Database, StoreError, default_db_path, from_db, now_iso, to_db
+from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, migration
+from charmcli.store.rows import (
+    META_COLUMNS,
+    PHOTO_COLUMNS,
+    SCORE_COLUMNS,
+    DecisionRow,
+    FailureCleared,
+    FailureRow,
+    PhotoDropped,
+    PhotoRow,
+    PhotoSeen,
+    ScoreRow,
+    TopFilter,
+    WriteRow,
+    check_date,
+)
+from charmcli.store.tables import BatchWriter, Store
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "META_COLUMNS",
+    "MIGRATIONS",
+    "PHOTO_COLUMNS",
+    "SCHEMA_VERSION",
+    "SCORE_COLUMNS",
+    "BatchWriter",
+    "Database",
+    "DecisionRow",
+    "FailureCleared",
+    "FailureRow",
+    "Migration",
+    "PhotoDropped",
+    "PhotoRow",
+    "PhotoSeen",
+    "ScoreRow",
+    "Store",
+    "StoreError",
+    "TopFilter",
+    "WriteRow",
+    "check_date",
+    "default_db_path",
+    "from_db",
+    "migration",
+    "now_iso",
+    "to_db",
+]

@@ -1,0 +1,157 @@
+"""The schema, as an ordered list of named steps (simonw/llm's ``migrations.py`` style).
+
+Adding a schema change = appending one function decorated with :func:`migration` at the end of
+this file. A database whose ``PRAGMA user_version`` is ``i`` gets steps ``i …`` applied in order,
+inside one ``BEGIN IMMEDIATE`` (so two first runs agree). Tables and indexes are created with
+sqlite-utils; a step must never COMMIT (``executescript`` would), and a step, once released,
+never changes: old files are upgraded by the steps that follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlite_utils
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``apply`` upgrades a database from its index in :data:`MIGRATIONS` to the next."""
+
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+#: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
+MIGRATIONS: list[Migration] = []
+
+MigrationFn = Callable[[sqlite_utils.Database], None]
+
+
+def migration(fn: MigrationFn) -> MigrationFn:
+    """Append ``fn`` to :data:`MIGRATIONS` (definition order is schema order)."""
+    MIGRATIONS.append(Migration(fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """photos (a path as last read), scores (by content), failures, and the checkpoint memo."""
+    photos = db.create_table(
+        "photos",
+        {
+            "id": int, "path": str, "size": int, "mtime_ns": int, "sha256": str,
+            "width": int, "height": int,  # as displayed (EXIF orientation applied)
+            "date_taken": str, "make": str, "model": str, "lens": str, "focal_length": float,
+            "f_number": float, "exposure_time": float, "iso": int, "orientation": int, "format": str,
+            "first_seen": str, "last_seen": str,
+        },
+        pk="id",
+        not_null={"path", "size", "mtime_ns", "sha256", "first_seen", "last_seen"},
+    )  # fmt: skip
+    photos.create_index(["path"], index_name="photos_path", unique=True)
+    photos.create_index(["sha256"], index_name="photos_sha256")
+    photos.create_index(["date_taken"], index_name="photos_date_taken")
+
+    scores = db.create_table(
+        "scores",
+        {
+            "id": int, "sha256": str,
+            "model": str,  # the scoring model: aadb, para, ...
+            "checkpoint_id": str,  # sha256 of the checkpoint file
+            "preprocess": str,  # decode policy tag: max1024, native, exact
+            "score": float,
+            "outputs": str,  # JSON list of floats
+            "n_tokens": int, "input_width": int, "input_height": int,
+            "token_path": str,  # short | multiscale
+            "kept_cells": str,  # JSON [[row, col], ...]
+            "cell_size": int,
+            "embedding": bytes,  # float16 CLS vector
+            "seconds": float, "scored_at": str,
+        },
+        pk="id",
+        not_null={"sha256", "model", "checkpoint_id", "preprocess", "score", "outputs", "kept_cells", "scored_at"},
+        defaults={"kept_cells": "[]"},
+    )  # fmt: skip
+    scores.create_index(["sha256", "model", "checkpoint_id", "preprocess"], index_name="scores_key", unique=True)
+    scores.create_index(["model", "score"], index_name="scores_model_score")
+
+    failures = db.create_table(
+        "failures",
+        {
+            "id": int, "path": str, "sha256": str, "reason": str, "kind": str, "size": int, "mtime_ns": int,
+            "options": str,  # decode options that failed (retried if they change)
+            "failed_at": str,
+        },
+        pk="id",
+        not_null={"path", "reason", "failed_at"},
+    )  # fmt: skip
+    failures.create_index(["path"], index_name="failures_path", unique=True)
+
+    # What a checkpoint file hashed to, so a fully cached run needs neither torch nor a hash.
+    db.create_table(
+        "checkpoints",
+        {
+            "source": str,  # "file:/abs/path" or "hub:aadb"
+            "file": str, "size": int, "mtime_ns": int, "checkpoint_id": str, "model": str, "seen_at": str,
+        },
+        pk="source",
+        not_null={"file", "size", "mtime_ns", "checkpoint_id", "model", "seen_at"},
+    )  # fmt: skip
+
+
+@migration
+def m002_decisions(db: sqlite_utils.Database) -> None:
+    """The rating and label charm last wrote to each photo's XMP sidecar (review, rate).
+
+    Keyed by path, not content: a sidecar belongs to a file, and two copies of one photo can be
+    rated differently.
+    """
+    db.create_table(
+        "decisions",
+        {
+            "path": str,
+            "sha256": str,  # the content when decided
+            "rating": int,  # XMP convention: -1 rejected, 0 none, 1..5 (NULL unknown)
+            "label": str,  # xmp:Label (Green, Red, ...), NULL none
+            "source": str,  # review | rate
+            "decided_at": str,
+        },
+        pk="path",
+        not_null={"source", "decided_at"},
+    )
+
+
+@migration
+def m003_latest_scores(db: sqlite_utils.Database) -> None:
+    """``latest_scores``: each content's latest score per scoring model, the one every listing ranks.
+
+    A photo scored under several checkpoints or decode policies keeps every score (they are keyed
+    by all four), but rankings and percentiles use only the newest (ties: the later row).
+    """
+    db.create_view(
+        "latest_scores",
+        """
+        SELECT id, sha256, model, checkpoint_id, preprocess, score, outputs, n_tokens, input_width,
+               input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at
+        FROM (
+            SELECT s.*, ROW_NUMBER() OVER (
+                PARTITION BY s.sha256, s.model ORDER BY s.scored_at DESC, s.id DESC) AS rn
+            FROM scores s
+        )
+        WHERE rn = 1
+        """,
+    )
+
+
+@migration
+def m004_camera_model(db: sqlite_utils.Database) -> None:
+    """``photos.model`` → ``photos.camera_model``: ``model`` is the scoring model everywhere else."""
+    db.execute("ALTER TABLE photos RENAME COLUMN model TO camera_model")
+
+
+# New migrations go above this line.
+
+#: The version a database has once every migration ran.
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,157 @@
+"""The store's typed rows: what callers hand in to be written, and the filter rankings take.
+
+A write is one of these objects (:data:`WriteRow`); the store alone turns it into SQL
+(:mod:`.writes`). Nothing here knows tensors or files: embeddings arrive as float16 bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Columns of ``photos`` that come from EXIF (:class:`~charmcli.library.metadata.PhotoMeta` fields).
+META_COLUMNS = (
+    "date_taken",
+    "make",
+    "camera_model",
+    "lens",
+    "focal_length",
+    "f_number",
+    "exposure_time",
+    "iso",
+    "orientation",
+)
+PHOTO_COLUMNS = ("path", "size", "mtime_ns", "sha256", "width", "height", *META_COLUMNS, "format")
+SCORE_COLUMNS = (
+    "sha256",
+    "model",
+    "checkpoint_id",
+    "preprocess",
+    "score",
+    "outputs",
+    "n_tokens",
+    "input_width",
+    "input_height",
+    "token_path",
+    "kept_cells",
+    "cell_size",
+    "embedding",
+    "seconds",
+)
+
+
+@dataclass
+class PhotoRow:
+    """One file as last read (upserted by path; ``first_seen`` survives). ``meta`` holds
+    :data:`META_COLUMNS` (missing keys = unknown)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScoreRow:
+    """One scoring model's verdict on one file content (no tensors: plain floats and bytes)."""
+
+    sha256: str
+    model: str  #: the scoring model (aadb, para, ...), never the camera
+    checkpoint_id: str
+    preprocess: str
+    score: float
+    outputs: list[float]
+    n_tokens: int | None = None
+    input_size: tuple[int, int] | None = None
+    token_path: str | None = None
+    kept_cells: list[tuple[int, int]] = field(default_factory=list)
+    cell_size: int | None = None
+    embedding: bytes | None = None  #: float16 bytes
+    seconds: float | None = None
+
+
+@dataclass
+class FailureRow:
+    """A file that could not be scored (upserted by path); retried when ``options`` change."""
+
+    path: str
+    reason: str
+    kind: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    options: str | None = None
+
+
+@dataclass(frozen=True)
+class PhotoSeen:
+    """An unchanged file was seen again (its ``last_seen`` moves)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class FailureCleared:
+    """A file that failed before now reads: its failure row goes."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class PhotoDropped:
+    """A file that changed and now fails no longer has the content its photo row describes."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """What charm last wrote to a photo's XMP sidecar (keyed by path, not content)."""
+
+    path: str
+    sha256: str | None
+    rating: int | None  #: -1 rejected, 0 none, 1..5, None unknown
+    label: str | None
+    source: str  #: review | rate
+
+
+#: Everything :meth:`Store.write <charmcli.store.Store.write>` and ``BatchWriter.add`` accept.
+WriteRow = PhotoRow | ScoreRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+
+
+@dataclass
+class TopFilter:
+    """Which scored photos a ranking returns; ``None`` means "no constraint"."""
+
+    model: str  #: the scoring model
+    min_score: float | None = None
+    since: str | None = None  #: ISO date prefix, inclusive
+    until: str | None = None  #: ISO date prefix, inclusive (``2023`` = through 2023-12-31)
+    camera: str | None = None  #: substring of "make camera_model", case-insensitive
+    lens: str | None = None
+    folder: str | None = None  #: substring of the parent folder path, case-insensitive
+    paths: Sequence[str] = ()  #: absolute files or folders the photo must be (under)
+
+
+_DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
+
+
+def check_date(text: str) -> str:
+    """Normalise a ``--since/--until`` value (``2023``, ``2023-05``, ``2023-05-31[T12:00]``)."""
+    value = text.strip().replace(" ", "T")
+    if _DATE_RE.match(value):
+        # Every part must exist on a calendar: "2010-13" is no month, not January 2011.
+        full = value + "-01-01T00:00:00"[len(value) - 4 :] if len(value) < 19 else value
+        try:
+            datetime.fromisoformat(full)
+            return value
+        except ValueError:
+            pass
+    raise ValueError(f"invalid date {text!r}; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM")

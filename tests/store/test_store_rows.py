@@ -1,0 +1,149 @@
+"""The store's typed API: rows in (one statement per row type), the ``latest_scores`` view, and an
+old database (schema 2, as the earlier charm wrote it) upgraded by the named migrations."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import get_args
+
+import pytest
+import sqlite_utils
+
+from charmcli.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    BatchWriter,
+    DecisionRow,
+    FailureCleared,
+    FailureRow,
+    PhotoDropped,
+    PhotoRow,
+    PhotoSeen,
+    ScoreRow,
+    Store,
+    TopFilter,
+    WriteRow,
+)
+from charmcli.store.writes import statement
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with Store(tmp_path / "charm.db") as s:
+        yield s
+
+
+def _score(sha: str, value: float, model: str = "aadb", ckpt: str = "c1", pre: str = "max1024") -> ScoreRow:
+    return ScoreRow(sha, model, ckpt, pre, value, [value])
+
+
+SAMPLES: dict[type, object] = {
+    PhotoRow: PhotoRow("/p/a.jpg", 10, 1, "sha-a", 6, 4, "JPEG", {"make": "Canon", "camera_model": "EOS R5"}),
+    ScoreRow: _score("sha-a", 0.5),
+    FailureRow: FailureRow("/p/bad.jpg", "truncated", "decode"),
+    PhotoSeen: PhotoSeen("/p/a.jpg"),
+    FailureCleared: FailureCleared("/p/bad.jpg"),
+    PhotoDropped: PhotoDropped("/p/a.jpg"),
+    DecisionRow: DecisionRow("/p/a.jpg", "sha-a", 4, "Green", "review"),
+}
+
+
+def test_every_write_row_type_has_its_statement_and_nothing_else_is_written(store):
+    kinds = set(get_args(WriteRow))
+    assert kinds == set(SAMPLES), "a write row was added: give it a sample here"
+    assert kinds <= set(statement.registry)
+    for row in SAMPLES.values():
+        sql, _params = statement(row, "2024-01-01T00:00:00")
+        assert sql.split()[0] in {"INSERT", "UPDATE", "DELETE"}
+    with pytest.raises(TypeError, match="does not write str"):  # SQL no longer crosses the border
+        store.write([("DELETE FROM photos", ())])  # type: ignore[list-item]
+    assert store.photo_by_path("/p/a.jpg") is None
+
+
+def test_typed_rows_round_trip_through_the_store(store):
+    store.write([(SAMPLES[PhotoRow], "t1"), SAMPLES[ScoreRow], SAMPLES[FailureRow], SAMPLES[DecisionRow]])
+    photo = store.photo_by_path("/p/a.jpg")
+    assert (photo["make"], photo["camera_model"], photo["first_seen"], photo["last_seen"]) == ("Canon", "EOS R5", "t1", "t1")
+    assert store.score_for("sha-a", "aadb", "c1", "max1024")["score"] == 0.5
+    assert store.failure_for("/p/bad.jpg")["reason"] == "truncated"
+    assert store.decisions_for(["/p/a.jpg"])["/p/a.jpg"]["label"] == "Green"
+    store.write([PhotoSeen("/p/a.jpg")], when="t2")
+    assert store.photo_by_path("/p/a.jpg")["last_seen"] == "t2"
+    store.write([FailureCleared("/p/bad.jpg"), PhotoDropped("/p/a.jpg")])
+    assert store.failure_for("/p/bad.jpg") is None and store.photo_by_path("/p/a.jpg") is None
+    assert store.score_for("sha-a", "aadb", "c1", "max1024") is not None  # scores are kept by content
+
+
+def test_batch_writer_stamps_rows_when_added_not_when_committed(store, monkeypatch):
+    import charmcli.store.tables as tables
+
+    stamps = iter(["2024-01-01T00:00:00.000+00:00", "2024-01-02T00:00:00.000+00:00"])
+    monkeypatch.setattr(tables, "now_iso", lambda: next(stamps))
+    writer = BatchWriter(store, max_ops=100, max_seconds=1e9)
+    writer.add(_score("s", 0.1, ckpt="old"))
+    writer.add(_score("s", 0.9, ckpt="new"))
+    assert writer.commits == 0
+    writer.flush()
+    got = {r["checkpoint_id"]: r["scored_at"] for r in store.scores_for_sha("s")}
+    assert got == {"old": "2024-01-01T00:00:00.000+00:00", "new": "2024-01-02T00:00:00.000+00:00"}
+
+
+def test_latest_scores_view_holds_each_contents_newest_score_per_model(store):
+    rng = random.Random(7)
+    rows = []
+    for _ in range(300):
+        sha, model = f"s{rng.randrange(20)}", rng.choice(["aadb", "para"])
+        ckpt, pre, when = f"c{rng.randrange(4)}", rng.choice(["max1024", "exact"]), f"2024-01-{rng.randrange(1, 9):02d}"
+        rows.append((_score(sha, rng.random(), model, ckpt, pre), when))
+    store.write(rows)
+    every = store.all("SELECT * FROM scores")
+    want = {}
+    for r in sorted(every, key=lambda r: (r["scored_at"], r["id"])):  # the newest, then the later row, wins
+        want[r["sha256"], r["model"]] = r["id"]
+    got = {(r["sha256"], r["model"]): r["id"] for r in store.all("SELECT * FROM latest_scores")}
+    assert got == want
+    store.write([PhotoRow(f"/p/{sha}.jpg", 1, 1, sha) for sha, _ in {k for k in want}])
+    ranked = {r["sha256"]: r["score"] for r in store.iter_ranked(TopFilter(model="para"))}
+    by_id = {r["id"]: r["score"] for r in every}
+    assert ranked == {sha: by_id[i] for (sha, model), i in want.items() if model == "para"}
+    assert sorted(store.model_scores("para")) == sorted(ranked.values())
+
+
+def _old_database(path: Path) -> None:
+    """Schema 2 exactly as the charm before the view and the column rename wrote it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    for step in MIGRATIONS[:2]:
+        step.apply(db)
+    conn.execute("PRAGMA user_version = 2")
+    photo = ("INSERT INTO photos (path, size, mtime_ns, sha256, make, model, lens, date_taken, first_seen, last_seen) "
+             "VALUES (?, 1, 2, ?, ?, ?, NULL, ?, 't', 't')")  # fmt: skip
+    conn.execute(photo, ("/lib/a.jpg", "sa", "Canon", "Canon EOS R5", "2023-05-01T10:00:00"))
+    conn.execute(photo, ("/lib/b.jpg", "sb", "NIKON", "D750", "2023-06-01T10:00:00"))
+    score = ("INSERT INTO scores (sha256, model, checkpoint_id, preprocess, score, outputs, scored_at) "
+             "VALUES (?, ?, ?, 'max1024', ?, '[]', ?)")  # fmt: skip
+    conn.execute(score, ("sa", "aadb", "old", 0.9, "2024-01-01"))
+    conn.execute(score, ("sa", "aadb", "new", 0.2, "2024-02-01"))  # the latest: ranks a below b
+    conn.execute(score, ("sb", "aadb", "old", 0.5, "2024-01-01"))
+    conn.execute("INSERT INTO decisions (path, rating, source, decided_at) VALUES ('/lib/b.jpg', 5, 'rate', 't')")
+    conn.close()
+
+
+def test_an_old_database_gains_the_view_and_camera_model_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    _old_database(path)
+    with Store(path) as store:
+        assert store.version == SCHEMA_VERSION >= 4
+        assert store.photo_by_path("/lib/a.jpg")["camera_model"] == "Canon EOS R5"
+        assert "model" not in store.photo_by_path("/lib/a.jpg")  # one name, one meaning
+        ranked = list(store.iter_ranked(TopFilter(model="aadb")))
+        assert [(r["path"], r["score"], r["model"], r["checkpoint_id"]) for r in ranked] == [
+            ("/lib/b.jpg", 0.5, "aadb", "old"), ("/lib/a.jpg", 0.2, "aadb", "new")]  # fmt: skip
+        assert [r["path"] for r in store.iter_ranked(TopFilter(model="aadb", camera="eos r5"))] == ["/lib/a.jpg"]
+        assert store.decisions_for()["/lib/b.jpg"]["rating"] == 5
+        store.write([PhotoRow("/lib/c.jpg", 1, 1, "sc", meta={"camera_model": "X100"})])
+        assert store.photo_by_path("/lib/c.jpg")["camera_model"] == "X100"
+    with Store(path) as store:  # reopening does not migrate again
+        assert store.version == SCHEMA_VERSION
