@@ -239,8 +239,9 @@ def section_tokenizer(work: Path, official: Official | None, scorer, repeats: in
 
 def _run_pipeline(paths: list[Path], db: Path, checkpoint: Path, **opts):
     """charm's scoring pipeline (what ``charm score`` runs) on ``paths`` with a fresh DB."""
-    from charmcli.pipeline import Pipeline, Profile, ScoreOptions, scan
+    from charmcli.pipeline import Pipeline
     from charmcli.store import Store
+    from charmcli.work import Profile, ScoreOptions
 
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(db) + suffix).unlink(missing_ok=True)
@@ -249,9 +250,8 @@ def _run_pipeline(paths: list[Path], db: Path, checkpoint: Path, **opts):
     store = Store(db)
     try:
         t0 = time.perf_counter()
-        items = scan([str(p) for p in paths], prof)
         pipe = Pipeline(store, options, profile=prof)
-        events = list(pipe.run(items))
+        events = list(pipe.run([str(p) for p in paths]))
         wall = time.perf_counter() - t0
     finally:
         store.close()

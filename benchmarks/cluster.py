@@ -54,7 +54,7 @@ def section_cpu_stage(work: Path, checkpoint: Path, one_mp: Path, repeats: int) 
     import torch
 
     from charmcli.cluster.stages import PrepareStage, ScoreStage, unpack_tokens
-    from charmcli.pipeline import ScoreOptions
+    from charmcli.work import ScoreOptions
 
     torch.set_num_threads(1)  # one Ray CPU worker = one core
     print("## 1. Per photo on one core (CPU seconds of the thread, median): CPU stage and network on CPU\n")
@@ -62,9 +62,7 @@ def section_cpu_stage(work: Path, checkpoint: Path, one_mp: Path, repeats: int) 
     for label, path, max_side in (("1 MP JPEG", one_mp, 1024), ("24 MP JPEG, default (max1024)", BIG, 1024),
                                   ("24 MP JPEG, --max-side 0 (native)", BIG, 0)):  # fmt: skip
         options = ScoreOptions(checkpoint=checkpoint, pos_embed=POS, device="cpu", max_side=max_side)
-        prep = PrepareStage(options, keep_network=True)
-        net = ScoreStage.__new__(ScoreStage)  # one load serves both stages here
-        net.scorer, net.identity, net.options, net.batch_size = prep.scorer, prep.identity, prep.options, None
+        prep, net = PrepareStage(options), ScoreStage(options)
         cpu_s, net_s, tokens = [], [], 0
         for _ in range(repeats):
             t0 = time.thread_time()  # CPU seconds of this thread: robust to a shared machine

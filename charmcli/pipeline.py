@@ -1,39 +1,41 @@
-"""Score a stream of files against the store: cached → skip, known content → reuse, else decode + score.
+"""``charm score``'s run: walk the paths, look up the cache, score the rest, store the rows.
 
 The orchestration lives here, not in the CLI, so it can be driven and tested without a terminal
-and rendered any way (rich progress, JSON lines, a compare table). It yields one
-:class:`FileEvent` per input, in input order.
+and rendered any way (rich progress, JSON lines, a compare table): the CLI calls
+:meth:`Pipeline.run` once with the paths it was given and renders the :class:`FileEvent` it
+yields for each file found, in walk order. The work for one photo is :mod:`charmcli.work`'s,
+the same a cluster runs; what is left here is scheduling and the cache.
 
 How one run flows:
 
-1. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
+1. **The walk** (stat only, fast), so a progress bar knows its total.
+2. **By path, in the main thread, without opening the file**: a ``photos`` row with the same
    path, size and mtime gives the sha256, and a score for (sha256, model, checkpoint,
    preprocess) means *cached*. A recorded failure with the same size/mtime/options is reported
-   as a *known* failure without retrying (``retry_failed`` overrides), so the CLI can sum such
+   as a *known failure* without retrying (``retry_failed`` overrides), so the CLI can sum such
    files up in one line instead of repeating them.
-2. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
-   the next files overlaps the network on this one): read the bytes once, hash them; if that
-   content already has a score (a moved, renamed or copied file) reuse it without decoding;
-   else decode, read EXIF from the same bytes and tokenize (``Scorer.prepare`` is thread-safe).
-3. **The network runs in the main thread**, in batches, then rows go to the store through a
-   :class:`~charmcli.store.BatchWriter` (small transactions: an interrupt loses only what is in
-   flight).
+3. **Otherwise in a small decode pool** (bounded window, so memory stays flat and decoding of
+   the next files overlaps the network on this one): :func:`~charmcli.work.prepare_file` reads
+   the bytes once and hashes them; if that content already has a score (a moved, renamed or
+   copied file) it is reused without decoding; else decoded, EXIF read and prepared.
+4. **The network runs in the main thread**, in batches (:func:`~charmcli.work.run_batch`), then
+   rows go to the store through a :class:`~charmcli.store.BatchWriter` (small transactions: an
+   interrupt loses only what is in flight).
 
-Several models in one run (issue 13) share steps 1–2: a file counts as cached only when every
+Several models in one run (issue 13) share steps 1–3: a file counts as cached only when every
 model has its score, is read and decoded once, and is prepared once per distinct
 ``preprocess_key`` (models with equal preprocessing share the prepared input); each model then
 runs on the files it still lacks, and the event carries every model's score.
 
 The model is loaded lazily: a run whose files are all cached needs neither torch nor the
 checkpoint, as long as the checkpoint's identity is remembered in the store (it is after the
-first load). Per-file problems become ``error`` events; only an unusable model stops a run
-(:class:`FatalError`).
+first load), or the store knows one checkpoint only for the model asked. Per-file problems
+become ``error`` events; only an unusable model stops a run (:class:`FatalError`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -45,24 +47,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from charmcli.library.decode import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MAX_SIDE,
-    DecodedImage,
-    DecodeError,
-    decode_image,
-    image_size,
-    preprocess_tag,
-    read_bytes,
-)
-from charmcli.library.metadata import PhotoMeta, read_metadata
-from charmcli.library.scan import ScanEntry, ScanProblem, display_path, iter_files
-from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
+from charmcli.library.scan import ScanEntry, ScanProblem, iter_files
 from charmcli.store import (
     META_COLUMNS,
     BatchWriter,
     FailureCleared,
-    FailureRow,
     PhotoDropped,
     PhotoRow,
     PhotoSeen,
@@ -70,67 +59,26 @@ from charmcli.store import (
     Store,
     WriteRow,
 )
+from charmcli.work import (
+    MODEL_FAILED,
+    Failure,
+    FatalError,
+    Hashed,
+    Prepared,
+    Profile,
+    ScoreOptions,
+    failure_row,
+    load_scorer,
+    photo_row,
+    prepare_file,
+    run_batch,
+    score_row,
+)
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
-    from charmcli.model import Scorer
+    from charmcli.model import Scorer, ScoreResult
 
 Status = Literal["scored", "cached", "error", "skipped"]
-
-#: Above this many pixels at native resolution (``--max-side 0`` or ``--exact``), a photo gets a
-#: one-line warning before its work starts: tokenizing it can take a minute on a laptop CPU.
-LONG_NATIVE_PIXELS = 12_000_000
-
-
-class FatalError(Exception):
-    """The run cannot go on (model unavailable, bad checkpoint); ``str()`` is one line."""
-
-
-@dataclass
-class ScoreOptions:
-    """What to score with and how to decode; ``preprocess`` goes into the cache key."""
-
-    model: str = DEFAULT_MODEL
-    model_given: bool = False  #: the user named the model (else a checkpoint's own name wins)
-    checkpoint: Path | None = None
-    pos_embed: Path | None = None
-    device: str = "auto"
-    exact: bool = False
-    max_side: int = DEFAULT_MAX_SIDE
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    rescore: bool = False
-    retry_failed: bool = False
-    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
-    batch_size: int | None = None  #: None: 1 on CPU; on CUDA, from free memory (up to 128)
-    #: issue 13: every model of a multi-model run (``model`` is the first); empty = just ``model``
-    models: list[str] = field(default_factory=list)
-    arch_config: Path | None = None  #: EAT: the architecture in the official YAML format
-
-    @property
-    def model_names(self) -> list[str]:
-        return [m.lower() for m in self.models] or [self.model.lower()]
-
-    @property
-    def preprocess(self) -> str:
-        return preprocess_tag(exact=self.exact, max_side=self.max_side)
-
-    @property
-    def failure_options(self) -> str:
-        """Decode options a failure depends on: a failure under other options is retried."""
-        return f"{self.preprocess};max_pixels={self.max_pixels}"
-
-    @property
-    def source(self) -> str:
-        """Where the weights come from, the key of the checkpoint-identity memo."""
-        arch = ""
-        if self.arch_config is not None:  # same weights, another architecture: another identity
-            try:
-                arch = "#arch=" + hashlib.sha256(Path(self.arch_config).read_bytes()).hexdigest()[:16]
-            except OSError:
-                arch = "#arch=" + os.path.abspath(self.arch_config)
-        if self.checkpoint is not None:
-            return "file:" + os.path.abspath(self.checkpoint) + arch
-        return "hub:" + self.model.lower() + arch
-
 
 def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
     """One ScoreOptions per model of a run; ``--checkpoint`` goes to the model that needs a file.
@@ -165,7 +113,7 @@ def per_model_options(options: ScoreOptions) -> list[ScoreOptions]:
             replace(
                 options, model=name, models=[name], model_given=True,
                 checkpoint=options.checkpoint if mine else None, pos_embed=None,
-                arch_config=options.arch_config if get_spec(name).family == "eat" else None,
+                arch_config=options.arch_config if get_spec(name).takes_arch_config else None,
             )
         )  # fmt: skip
     return out
@@ -184,7 +132,7 @@ class FileEvent:
     height: int | None = None
     sha256: str | None = None
     reused: bool = False  #: cached through the content hash (moved/renamed/copied file)
-    known: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
+    known_failure: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
     scores: dict[str, float] = field(default_factory=dict)  #: every model's score (issue 13)
 
     def to_json(self, model: str | None) -> dict[str, Any]:
@@ -203,7 +151,7 @@ class FileEvent:
             "warnings": list(self.warnings),
             "sha256": self.sha256,
             "reused": self.reused,
-            "known_failure": self.known,
+            "known_failure": self.known_failure,
         }
 
 
@@ -228,47 +176,11 @@ class Summary:
             self.skipped += 1
         else:
             self.failed += 1
-            self.known_failures += event.known
+            self.known_failures += event.known_failure
 
     @property
     def total(self) -> int:
         return self.scored + self.cached + self.failed + self.skipped
-
-
-class Profile:
-    """Seconds and counts per stage, summed over threads (so stages can overlap wall time)."""
-
-    STAGES = ("scan", "lookup", "read", "hash", "decode", "metadata", "tokenize", "load model", "network", "store")
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, seconds: float, n: int = 1) -> None:
-        with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-            self.counts[stage] = self.counts.get(stage, 0) + n
-
-    def timer(self, stage: str) -> _Timer:
-        return _Timer(self, stage)
-
-    def rows(self) -> list[tuple[str, float, int]]:
-        order = {name: i for i, name in enumerate(self.STAGES)}
-        names = sorted(self.seconds, key=lambda s: order.get(s, len(order)))
-        return [(name, self.seconds[name], self.counts.get(name, 0)) for name in names]
-
-
-class _Timer:
-    def __init__(self, profile: Profile, stage: str) -> None:
-        self.profile, self.stage = profile, stage
-
-    def __enter__(self) -> _Timer:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.profile.add(self.stage, time.perf_counter() - self.start)
 
 
 def scan(paths: Iterable[os.PathLike[str] | str], profile: Profile | None = None) -> list[ScanEntry | ScanProblem]:
@@ -311,15 +223,31 @@ class ModelHandle:
     def loaded(self) -> bool:
         return self._scorer is not None
 
-    def identity(self) -> tuple[str, str]:
-        """(model name, checkpoint sha256) for cache lookups; loads the model if not memoised."""
+    def remembered(self) -> bool:
+        """Whether the identity is known without loading (the store's memo of this source)."""
         if self.name is None or self.checkpoint_id is None:
             memo = None if self.options.rescore else self.store.recall_checkpoint(self.options.source)
             wanted = self.options.model.lower() if self.options.model_given else None
             if memo is not None and (wanted is None or memo["model"] == wanted):
                 self.name, self.checkpoint_id = memo["model"], memo["checkpoint_id"]
-            else:
-                self.get()
+        return self.name is not None and self.checkpoint_id is not None
+
+    def candidate(self) -> tuple[str, str] | None:
+        """The identity a run without the weights at hand could only mean: the one checkpoint
+        the store has seen for this model (``None`` for a given file, or none or several)."""
+        if self.options.rescore or self.options.checkpoint is not None:
+            return None
+        ids = self.store.checkpoint_ids(self.options.model.lower())
+        return (self.options.model.lower(), ids[0]) if len(ids) == 1 else None
+
+    def assume(self, identity: tuple[str, str]) -> None:
+        """Take ``identity`` for the run's lookups without loading (every file is found cached)."""
+        self.name, self.checkpoint_id = identity
+
+    def identity(self) -> tuple[str, str]:
+        """(model name, checkpoint sha256) for cache lookups; loads the model if not memoised."""
+        if not self.remembered():
+            self.get()
         assert self.name is not None and self.checkpoint_id is not None
         return self.name, self.checkpoint_id
 
@@ -358,48 +286,7 @@ class ModelHandle:
             return scorer
 
     def _load(self) -> tuple[Scorer, Path | None]:
-        opts = self.options
-        from charmcli.model.engine import require_engine
-        from charmcli.model.errors import CheckpointError, ModelUnavailableError
-        from charmcli.model.registry import fetch, get_spec
-
-        try:
-            if get_spec(opts.model).needs_local_file:  # EAT (issue 13): weights the user brings
-                from charmcli.model.errors import eat_weights_message
-                from charmcli.model.registry import local_weights, models_dir
-
-                spec = get_spec(opts.model)
-                weights = Path(opts.checkpoint).absolute() if opts.checkpoint is not None else local_weights(spec)
-                if weights is None:  # known before torch loads, like a hub file
-                    raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
-                require_engine()
-                from charmcli.model.eat.scorer import EatScorer
-
-                eat = EatScorer.from_files(weights, spec.name, opts.arch_config, device=opts.device)
-                return eat, weights  # type: ignore[return-value]
-            if opts.checkpoint is None:  # the hub's files first: a missing one is known before torch loads
-                spec = get_spec(opts.model)
-                checkpoint, pos_embed = fetch(spec.filename, spec.name), fetch(spec.pos_filename, spec.name)
-                name: str | None = spec.name
-            else:
-                checkpoint, pos_embed = Path(opts.checkpoint).absolute(), opts.pos_embed
-                name = opts.model if opts.model_given else None
-            require_engine()  # a broken torch install: one line, not a 200-line traceback
-            from charmcli.model import Scorer
-
-            scorer = Scorer.from_files(checkpoint, pos_embed, name=name, device=opts.device)
-            return scorer, checkpoint
-        except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            raise FatalError(f"{opts.model}: {message}" if self.multi else message) from None
-
-
-def load_scorer(options: ScoreOptions) -> Scorer:
-    """The scorer ``options`` name, loaded without a store (cluster workers have none).
-
-    Same resolution and one-line errors (:class:`FatalError`) as a ``charm score`` run.
-    """
-    return ModelHandle(options, None)._load()[0]  # type: ignore[arg-type]  # _load never uses the store
+        return load_scorer(self.options, multi=self.multi)
 
 
 # -- work items ---------------------------------------------------------------------------------
@@ -412,20 +299,13 @@ class _Done:
 
 @dataclass
 class _Prepared:
-    """A decoded, tokenized file waiting for the network."""
+    """A decoded, prepared file waiting for the network."""
 
     entry: ScanEntry
-    decoded: DecodedImage
-    meta: PhotoMeta
-    inputs: dict[int, Any]  #: model index -> prepared input (shared between equal preprocessings)
-    known: dict[int, dict[str, Any]] = field(default_factory=dict)  #: model index -> cached score row
-    results: dict[int, Any] = field(default_factory=dict)  #: model index -> ScoreResult (None: failed)
+    prepared: Prepared
+    stored: dict[int, dict[str, Any]] = field(default_factory=dict)  #: model index -> its stored score row
+    results: dict[int, ScoreResult | None] = field(default_factory=dict)  #: model index -> result (None: failed)
     event: FileEvent | None = None
-
-    @property
-    def tokens(self) -> Any:
-        """The first model's input (single-model callers)."""
-        return next(iter(self.inputs.values()))
 
 
 @dataclass
@@ -436,20 +316,13 @@ class _Reuse:
     sha256: str
     scores: list[dict[str, Any]]  #: one stored score row per model, in model order
     like: dict[str, Any] | None  #: a photos row with the same content (dims + EXIF to copy)
-    decoded: DecodedImage | None = None
-    meta: PhotoMeta | None = None
-
-    @property
-    def score(self) -> dict[str, Any]:
-        return self.scores[0]
+    prepared: Prepared | None = None  #: decoded anyway (no photos row to copy from)
 
 
 @dataclass
 class _Failed:
     entry: ScanEntry
-    reason: str
-    kind: str
-    sha256: str | None = None
+    failure: Failure
 
 
 @dataclass
@@ -461,7 +334,7 @@ _Outcome = _Prepared | _Reuse | _Failed | _Fatal
 
 
 class Pipeline:
-    """One scoring run over a list of scan items. Iterate :meth:`run`; read :attr:`summary`."""
+    """One scoring run over files and folders. Iterate :meth:`run`; read :attr:`summary`."""
 
     def __init__(
         self,
@@ -486,27 +359,30 @@ class Pipeline:
         self.model = self.models[0]
         self.writer = writer or BatchWriter(store)
         self.summary = Summary()
+        #: what the walk found (files and problems), in order; set when :meth:`run` starts
+        self.items: list[ScanEntry | ScanProblem] = []
 
     # -- public ------------------------------------------------------------------------------
 
-    def run(self, items: Sequence[ScanEntry | ScanProblem]) -> Iterator[FileEvent]:
-        """Yield one event per item, in order. Ctrl-C: pending rows are committed, then it stops.
+    def run(self, paths: Iterable[os.PathLike[str] | str]) -> Iterator[FileEvent]:
+        """Walk ``paths`` (files and folders) and yield one event per item found, in order.
 
-        A KeyboardInterrupt raised while the caller handles an event reaches the caller; closing
-        the generator (``close()``, or leaving a ``for`` loop by an exception) still commits.
+        Ctrl-C: pending rows are committed, then it stops. A KeyboardInterrupt raised while the
+        caller handles an event reaches the caller; closing the generator (``close()``, or
+        leaving a ``for`` loop by an exception) still commits.
         """
         start = time.perf_counter()
         if self._setup_error is not None:
             raise self._setup_error
-        for handle in self.models:
-            handle.identity()  # FatalError here means nothing was attempted
+        self.items = scan(paths, self.profile)
+        self._settle_identities()  # FatalError here means nothing was attempted
         opts = self.options
         inflight = max(2, opts.workers * 2)
         pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="charm-decode")
         window: deque[_Done | tuple[ScanEntry, Future[_Outcome]]] = deque()
         ready: list[_Done | _Prepared] = []
         try:
-            for item in items:
+            for item in self.items:
                 if isinstance(item, ScanProblem):
                     status: Status = "skipped" if item.skipped else "error"
                     window.append(_Done(FileEvent(_abs(item.path), status, error=item.reason)))
@@ -514,6 +390,8 @@ class Pipeline:
                     with self.profile.timer("lookup"):
                         quick = self._by_path(item)
                     if quick is not None:
+                        if quick.status == "cached":
+                            self._queue(PhotoSeen(quick.path))
                         window.append(_Done(quick))
                     else:
                         window.append((item, pool.submit(self._work, item)))
@@ -532,11 +410,34 @@ class Pipeline:
 
     # -- main-thread steps -------------------------------------------------------------------
 
+    def _settle_identities(self) -> None:
+        """Every model's identity for the lookups, loading a model only when it is needed.
+
+        Without the store's memo of the weights (e.g. ``--checkpoint`` given last time, or the
+        hub cache gone), the one checkpoint the store knows for the model is tried first: if
+        every file is then cached or a known failure, nothing is to be scored and the model is
+        not needed. Otherwise the model loads and its own identity keys the run.
+        """
+        unknown = [h for h in self.models if not h.remembered()]
+        if not unknown:
+            return
+        guesses = {h: guess for h in unknown if (guess := h.candidate()) is not None}
+        if len(guesses) == len(unknown):
+            for handle, guess in guesses.items():
+                handle.assume(guess)
+            entries = [i for i in self.items if isinstance(i, ScanEntry)]
+            if all(self._by_path(e) is not None for e in entries):
+                return
+            for handle in unknown:
+                handle.name = handle.checkpoint_id = None
+        for handle in unknown:
+            handle.identity()
+
     def _key(self, sha256: str, index: int = 0) -> tuple[str, str, str, str]:
         name, checkpoint_id = self.models[index].identity()
         return sha256, name, checkpoint_id, self.options.preprocess
 
-    def _known(self, sha256: str) -> dict[int, dict[str, Any]]:
+    def _stored_scores(self, sha256: str) -> dict[int, dict[str, Any]]:
         """Model index -> stored score of this content, for the models that have one."""
         found = {}
         for i in range(len(self.models)):
@@ -553,14 +454,13 @@ class Pipeline:
         path = _abs(entry.path)
         row = self.store.photo_by_path(path)
         unchanged = row is not None and row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns
-        if unchanged and not self.options.rescore:
-            found = self._known(row["sha256"])  # type: ignore[index]
+        if row is not None and unchanged and not self.options.rescore:
+            found = self._stored_scores(row["sha256"])
             if len(found) == len(self.models):
-                self.writer.add(PhotoSeen(path))
                 scores = {n: found[i]["score"] for i, n in enumerate(self._names())}
                 return FileEvent(
-                    path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],  # type: ignore[index]
-                    sha256=row["sha256"], scores=scores,  # type: ignore[index]
+                    path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],
+                    sha256=row["sha256"], scores=scores,
                 )  # fmt: skip
         if not self.options.retry_failed:
             failure = self.store.failure_for(path)
@@ -570,7 +470,7 @@ class Pipeline:
                 and failure["mtime_ns"] == entry.mtime_ns
                 and failure["options"] == self.options.failure_options
             ):
-                return FileEvent(path, "error", error=failure["reason"], sha256=failure["sha256"], known=True)
+                return FileEvent(path, "error", error=failure["reason"], sha256=failure["sha256"], known_failure=True)
         return None
 
     def _advance(
@@ -598,7 +498,7 @@ class Pipeline:
             return self.options.batch_size
         limits = []
         for i, handle in enumerate(self.models):
-            sizes = [p.inputs[i].num_tokens for p in pending if i in p.inputs]
+            sizes = [p.prepared.inputs[i].num_tokens for p in pending if i in p.prepared.inputs]
             if handle.loaded and sizes:
                 limits.append(handle.get().batch_limit(max(sizes)))
         return min(limits, default=1)
@@ -615,105 +515,75 @@ class Pipeline:
             self.summary.count(event)
             yield event
 
-    def _run_model(self, index: int, items: list[_Prepared]) -> None:
-        """One model on the items that need it (one by one if the batch fails): ``results[index]``."""
-        scorer = self.models[index].get()
-        start = time.perf_counter()
-        try:
-            results = scorer.score_prepared([p.inputs[index] for p in items])
-        except Exception:
-            if len(items) == 1:
-                results = [None]
-            else:
-                self.profile.add("network", time.perf_counter() - start, 0)
-                for p in items:
-                    self._run_model(index, [p])
-                return
-        self.profile.add("network", time.perf_counter() - start, len(items))
-        for p, result in zip(items, results, strict=True):
-            p.results[index] = result
-
     def _score(self, batch: list[_Prepared]) -> None:
         """Run every model on the items that need it and queue the rows (one event per file)."""
-        for i in range(len(self.models)):
-            todo = [p for p in batch if i in p.inputs]
+        for i, handle in enumerate(self.models):
+            todo = [p for p in batch if i in p.prepared.inputs]
             if todo:
-                self._run_model(i, todo)
+                results = run_batch(handle.get(), [p.prepared.inputs[i] for p in todo], profile=self.profile)
+                for p, result in zip(todo, results, strict=True):
+                    p.results[i] = result
         names = self._names()
-        for prepared in batch:
-            entry, decoded = prepared.entry, prepared.decoded
+        for item in batch:
+            entry, prepared = item.entry, item.prepared
+            decoded = prepared.decoded
             path = _abs(entry.path)
-            ops: list[WriteRow] = []
+            rows: list[ScoreRow] = []
             scores: dict[str, float] = {}
             failed: list[str] = []
             for i, name in enumerate(names):
-                if i in prepared.known:
-                    scores[name] = prepared.known[i]["score"]
+                if i in item.stored:
+                    scores[name] = item.stored[i]["score"]
                     continue
-                result = prepared.results.get(i)
+                result = item.results.get(i)
                 if result is None:
                     failed.append(name)
                     continue
-                ops.append(self._score_row(i, decoded, result))
+                _name, checkpoint_id = self.models[i].identity()
+                rows.append(score_row(result, sha256=prepared.sha256, model=name, checkpoint_id=checkpoint_id,
+                                      preprocess=decoded.preprocess))  # fmt: skip
                 scores[name] = result.score
             if failed:
-                self._queue(*ops)  # what the other models found is kept
+                self._queue(*rows)  # what the other models found is kept
                 which = "" if len(names) == 1 else f" ({', '.join(failed)})"
-                reason = f"the model failed on this image{which}"
-                prepared.event = self._finish(_Failed(entry, reason, "model", decoded.sha256))
+                failure = Failure(f"{MODEL_FAILED}{which}", "model", prepared.sha256)
+                item.event = self._finish(_Failed(entry, failure))
                 continue
             self._queue(
-                _photo_row(entry, decoded.sha256, decoded, prepared.meta, None),
-                *ops,
+                photo_row(path, entry.size, entry.mtime_ns, prepared),
+                *rows,
                 FailureCleared(path),
             )
-            prepared.event = FileEvent(
+            item.event = FileEvent(
                 path, "scored", score=scores[names[0]], warnings=list(decoded.warnings), width=decoded.width,
-                height=decoded.height, sha256=decoded.sha256, scores=scores,
+                height=decoded.height, sha256=prepared.sha256, scores=scores,
             )  # fmt: skip
-
-    def _score_row(self, index: int, decoded: DecodedImage, result: Any) -> ScoreRow:
-        name, checkpoint_id = self.models[index].identity()
-        embedding = None if result.embedding is None else result.embedding.astype("float16").tobytes()
-        return ScoreRow(
-            sha256=decoded.sha256,
-            model=name,
-            checkpoint_id=checkpoint_id,
-            preprocess=decoded.preprocess,
-            score=result.score,
-            outputs=result.outputs,
-            n_tokens=result.n_tokens,
-            input_size=tuple(result.input_size),  # type: ignore[arg-type]
-            token_path=getattr(result, "path", None),
-            kept_cells=[tuple(c) for c in result.kept_cells],  # type: ignore[misc]
-            cell_size=getattr(result, "cell_size", None),
-            embedding=embedding,
-            seconds=result.seconds,
-        )
 
     def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
         """Queue the rows of a non-network outcome and describe it."""
-        path = _abs(outcome.entry.path)
+        entry = outcome.entry
+        path = _abs(entry.path)
         if isinstance(outcome, _Reuse):
-            photo = _photo_row(outcome.entry, outcome.sha256, outcome.decoded, outcome.meta, outcome.like)
+            if outcome.prepared is not None:
+                photo = photo_row(path, entry.size, entry.mtime_ns, outcome.prepared)
+            else:
+                photo = _copied_photo_row(path, entry, outcome.sha256, outcome.like)
             self._queue(photo, FailureCleared(path))
-            warnings = list(outcome.decoded.warnings) if outcome.decoded else []
+            warnings = list(outcome.prepared.decoded.warnings) if outcome.prepared else []
             scores = {n: row["score"] for n, row in zip(self._names(), outcome.scores, strict=True)}
             return FileEvent(
-                path, "cached", score=outcome.score["score"], width=photo.width, height=photo.height,
+                path, "cached", score=outcome.scores[0]["score"], width=photo.width, height=photo.height,
                 sha256=outcome.sha256, reused=True, warnings=warnings, scores=scores,
             )  # fmt: skip
-        entry = outcome.entry
-        failure = FailureRow(
-            path, outcome.reason, outcome.kind, outcome.sha256, entry.size, entry.mtime_ns,
-            self.options.failure_options,
-        )  # fmt: skip
-        ops: list[WriteRow] = [failure]
+        failure = outcome.failure
+        opts = self.options
+        ops: list[WriteRow] = [failure_row(path, failure, entry.size, entry.mtime_ns, opts.preprocess,
+                                           opts.max_pixels)]  # fmt: skip
         old = self.store.photo_by_path(path)
         if old is not None and (old["size"], old["mtime_ns"]) != (entry.size, entry.mtime_ns):
             ops.append(PhotoDropped(path))  # its row describes content that is gone
         self._queue(*ops)
-        return FileEvent(path, "error", error=outcome.reason, sha256=outcome.sha256)
+        return FileEvent(path, "error", error=failure.reason, sha256=failure.sha256)
 
     def _queue(self, *ops: WriteRow) -> None:
         start = time.perf_counter()
@@ -723,93 +593,44 @@ class Pipeline:
     # -- worker thread -----------------------------------------------------------------------
 
     def _work(self, entry: ScanEntry) -> _Outcome:
-        """Read once, hash, reuse known content or decode + EXIF + tokenize. Never raises."""
-        opts, profile = self.options, self.profile
-        sha: str | None = None
+        """The per-photo unit (:func:`~charmcli.work.prepare_file`) with the cache around it:
+        known content is reused without decoding, models that have its score are not run."""
+        n = len(self.models)
+        stored: dict[int, dict[str, Any]] = {}
+        like: dict[str, Any] | None = None
+
+        def plan(sha256: str) -> list[int] | None:
+            nonlocal stored, like
+            if not self.options.rescore:
+                with self.profile.timer("lookup"):
+                    stored = self._stored_scores(sha256)
+                    like = self.store.photo_by_sha(sha256) if len(stored) == n else None
+                if like is not None:
+                    return None  # a moved, renamed or copied file: nothing to decode
+            return [i for i in range(n) if i not in stored]
+
         try:
-            with profile.timer("read"):
-                data = read_bytes(entry.path)
-            with profile.timer("hash"):
-                sha = hashlib.sha256(data).hexdigest()
-            known: dict[int, dict[str, Any]] = {}
-            like = None
-            everything = False
-            if not opts.rescore:
-                with profile.timer("lookup"):
-                    known = self._known(sha)
-                    everything = len(known) == len(self.models)
-                    like = self.store.photo_by_sha(sha) if everything else None
-                if everything and like is not None:
-                    return _Reuse(entry, sha, [known[i] for i in range(len(self.models))], like)
-            if self.notify is not None and (opts.exact or opts.max_side == 0):
-                self._warn_if_long(entry, data)
-            with profile.timer("decode"):
-                decoded = decode_image(
-                    data, name=os.fsdecode(entry.path), exact=opts.exact, max_side=opts.max_side,
-                    max_pixels=opts.max_pixels, sha256=sha,
-                )  # fmt: skip
-            with profile.timer("metadata"):
-                meta = read_metadata(data, exif_block=decoded.exif_block)
-            del data
-            if everything:  # content scored before, but no photo row to copy from
-                return _Reuse(entry, sha, [known[i] for i in range(len(self.models))], None, decoded, meta)
-            # one prepared input per distinct preprocessing, shared by the models that use it
-            inputs: dict[int, Any] = {}
-            by_key: dict[Any, Any] = {}
-            for i, handle in enumerate(self.models):
-                if i in known:
-                    continue
-                scorer = handle.get()
-                key = getattr(scorer, "preprocess_key", ("model", i))
-                if key not in by_key:
-                    with profile.timer("tokenize"):
-                        by_key[key] = scorer.prepare(decoded.image)
-                inputs[i] = by_key[key]
-            return _Prepared(entry, decoded, meta, inputs, known)
-        except DecodeError as exc:
-            return _Failed(entry, str(exc), exc.kind, sha)
+            outcome = prepare_file(entry.path, self.options, [h.get for h in self.models], plan=plan,
+                                   notify=self.notify, profile=self.profile)  # fmt: skip
         except FatalError as exc:
             return _Fatal(exc)
-        except MemoryError:
-            return _Failed(entry, "out of memory; lower --max-pixels or --workers", "too-large", sha)
-        except Exception as exc:  # one bad file never stops the run
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            return _Failed(entry, f"unexpected error: {type(exc).__name__}: {message}"[:300], "internal")
-
-
-    def _warn_if_long(self, entry: ScanEntry, data: bytes) -> None:
-        """One line before a photo that will take long at native resolution (its header only)."""
-        size = image_size(data, os.fsdecode(entry.path))
-        if size is None or size[0] * size[1] <= LONG_NATIVE_PIXELS:
-            return
-        assert self.notify is not None
-        self.notify(
-            f"{display_path(entry.path)}: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP at native "
-            f"resolution; this one can take a minute or more on a CPU (--max-side {DEFAULT_MAX_SIDE} is fast)"
-        )
+        if isinstance(outcome, Failure):
+            return _Failed(entry, outcome)
+        if isinstance(outcome, Hashed):
+            return _Reuse(entry, outcome.sha256, [stored[i] for i in range(n)], like)
+        if len(stored) == n:  # content scored before, but no photo row to copy from
+            return _Reuse(entry, outcome.sha256, [stored[i] for i in range(n)], None, outcome)
+        return _Prepared(entry, outcome, stored)
 
 
 def _abs(path: os.PathLike[str] | str) -> str:
     return os.fsdecode(os.path.abspath(path))
 
 
-def _photo_row(
-    entry: ScanEntry,
-    sha256: str,
-    decoded: DecodedImage | None,
-    meta: PhotoMeta | None,
-    like: dict[str, Any] | None,
-) -> PhotoRow:
-    """A photos row from a fresh decode, or copied from another row with the same content."""
-    if decoded is not None:
-        values = meta.to_dict() if meta is not None else {}
-        return PhotoRow(
-            _abs(entry.path), entry.size, entry.mtime_ns, sha256, decoded.width, decoded.height,
-            decoded.format, {c: values.get(c) for c in META_COLUMNS},
-        )  # fmt: skip
+def _copied_photo_row(path: str, entry: ScanEntry, sha256: str, like: dict[str, Any] | None) -> PhotoRow:
+    """A photos row for known content at a new path, copied from a row with the same content."""
     assert like is not None
     return PhotoRow(
-        _abs(entry.path), entry.size, entry.mtime_ns, sha256, like["width"], like["height"], like["format"],
+        path, entry.size, entry.mtime_ns, sha256, like["width"], like["height"], like["format"],
         {c: like.get(c) for c in META_COLUMNS},
     )  # fmt: skip
-

@@ -18,8 +18,10 @@ Two kinds of percentile appear, on purpose:
 Extending the query (a new filter, a new ranking, a new fact about a score) means one field on
 :class:`Query` and one step in :func:`select`:
 
-* a filter the database can answer (e.g. *hide photos with technical flags*) goes into
-  :meth:`Query.ranking_filter` → :class:`~charmcli.store.TopFilter` → the store's SQL;
+* a filter the database can answer goes into :meth:`Query.ranking_filter` →
+  :class:`~charmcli.store.TopFilter` → the store's SQL; one that needs a rule written in Python
+  (technical flags: their limits are settable, see :mod:`charmcli.flags`) is a step of
+  :func:`_flagged`, before grouping and before the limit;
 * a fact that is part of a score's identity (e.g. *the precision it was computed at*) is a
   :class:`~charmcli.store.TopFilter` field too, so ``latest_scores`` is read for that identity;
 * another order (e.g. *rank by a learned taste model*) replaces :func:`_ranked_rows`' order
@@ -33,7 +35,7 @@ import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import numpy as np
 
@@ -47,8 +49,9 @@ from charmcli.cull.groups import (
     record_from_row,
 )
 from charmcli.cull.ratings import percentile_rank
+from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
-from charmcli.store import Store, TopFilter
+from charmcli.store import RankedPhoto, Store, TopFilter
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
@@ -116,6 +119,8 @@ class Query:
     embeddings: bool = True  #: read the CLS vectors (needed to group the selection)
     percentiles: bool = True  #: attach each row's library percentile
     decisions: bool = True  #: attach the rating/label last recorded for each path
+    flag_limits: Limits = DEFAULT_LIMITS  #: thresholds turning measures into technical flags
+    hide_flags: frozenset[str] = frozenset()  #: leave out photos with any of these flags
 
     def ranking_filter(self, model: str) -> TopFilter:
         """The part of the query the store answers in SQL."""
@@ -125,22 +130,34 @@ class Query:
         )  # fmt: skip
 
 
+class SelectedPhoto(RankedPhoto):
+    """The store's ranked row with what :func:`select` attaches (what a new attachment extends)."""
+
+    rank: int  #: 1 = best in the selection
+    percentile: float | None  #: library percentile (None when not asked for)
+    rating: int | None  #: the rating last recorded (-1 rejected, 0 none, 1..5), or None
+    label: str | None  #: the colour label last recorded, or None
+    flags: list[str]  #: technical flag names under the query's limits (charmcli.flags)
+    flag_reasons: list[str]  #: the same flags in words
+
+
 @dataclass
 class Selection:
     """Scored photos (latest score of one model), best first, whose files still exist.
 
     Each row is the store's ranked row (``photos`` columns plus ``score``, ``model``,
-    ``checkpoint_id``, ``preprocess``, ``scored_at``) with ``rank`` (1 = best), ``percentile``
-    (library, or None) and ``rating``/``label`` (the last decision, or None) attached.
+    ``checkpoint_id``, ``preprocess``, ``scored_at``, ``measures``) with ``rank`` (1 = best),
+    ``percentile`` (library, or None), ``rating``/``label`` (the last decision, or None),
+    ``flags`` (technical flag names) and ``flag_reasons`` (the same in words) attached.
     """
 
     model: str | None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: list[PhotoRecord] = field(default_factory=list)
+    rows: list[SelectedPhoto] = field(default_factory=list)
+    records: list[PhotoRecord] = field(default_factory=list)  #: one per row, for grouping
     missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
 
     @property
-    def by_id(self) -> dict[Hashable, dict[str, Any]]:
+    def by_id(self) -> dict[Hashable, SelectedPhoto]:
         return {r.id: row for r, row in zip(self.records, self.rows, strict=True)}
 
 
@@ -155,21 +172,36 @@ def select(store: Store, query: Query) -> Selection:
     flt = query.ranking_filter(model)
     keep = None
     if query.best_of_group is not None:
-        every = _existing(store.iter_ranked(flt, embeddings=True), Selection(model))
+        every = _existing(_flagged(store.iter_ranked(flt, embeddings=True), query), Selection(model))
         keep = {g.best.id for g in query.best_of_group.groups(every.records)}
     sel = Selection(model)
-    rows = store.iter_ranked(flt, embeddings=query.embeddings or keep is not None)
+    rows = _flagged(store.iter_ranked(flt, embeddings=query.embeddings or keep is not None), query)
     _existing(_ranked_rows(rows, keep), sel, query.limit)
     _attach(store, query, sel)
     return sel
 
 
-def _ranked_rows(rows: Iterator[dict[str, Any]], keep: set[Hashable] | None) -> Iterator[dict[str, Any]]:
+def _flagged(rows: Iterator[RankedPhoto], query: Query) -> Iterator[SelectedPhoto]:
+    """Each row's technical flags under the query's limits; rows with a hidden flag left out.
+
+    Attached before grouping, so a burst's best frame is chosen knowing its frames' flags.
+    """
+    for ranked in rows:
+        found = evaluate(ranked.get("measures"), query.flag_limits)
+        if query.hide_flags and any(f.name in query.hide_flags for f in found):
+            continue
+        row = cast(SelectedPhoto, ranked)  # completed by _attach, before anyone reads it
+        row["flags"] = [f.name for f in found]
+        row["flag_reasons"] = [f.reason for f in found]
+        yield row
+
+
+def _ranked_rows(rows: Iterator[SelectedPhoto], keep: set[Hashable] | None) -> Iterator[SelectedPhoto]:
     """The store's ranking (best score first), narrowed to ``keep`` ids when given."""
     return rows if keep is None else (r for r in rows if r["id"] in keep)
 
 
-def _existing(rows: Iterator[dict[str, Any]], sel: Selection, limit: int | None = None) -> Selection:
+def _existing(rows: Iterator[SelectedPhoto], sel: Selection, limit: int | None = None) -> Selection:
     """Fill ``sel`` with the rows whose file exists (a vanished best frame must not hide its group)."""
     for row in rows:
         if limit is not None and len(sel.rows) >= limit:
@@ -205,6 +237,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Grouping",
     "Query",
+    "SelectedPhoto",
     "Selection",
     "library_percentiles",
     "resolve_model",

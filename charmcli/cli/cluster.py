@@ -115,7 +115,7 @@ def score(
     from charmcli.cluster.driver import ClusterJob, run
     from charmcli.cluster.inputs import InputError
     from charmcli.cluster.output import OutputError
-    from charmcli.pipeline import FatalError
+    from charmcli.work import FatalError
 
     job = ClusterJob(
         inputs=list(inputs), output=output, options=options, address=address, num_cpus=num_cpus,

@@ -25,11 +25,14 @@ from charmcli.cli.options import (
     ChainOpt,
     Column,
     DbOpt,
+    FlagArgs,
+    FlagLimitsOpt,
     GapOpt,
     JsonOpt,
     PathsArg,
     RankModelOpt,
     SimilarityOpt,
+    bundled,
     check_paths,
     common_folder,
     emit_json,
@@ -66,15 +69,18 @@ class LayoutChoice(str, Enum):
     groups = "groups"
 
 
-def load_selection(store: Store, model: str | None, paths: Sequence[Path] = ()) -> Selection:
-    """The photos a cull command works on (with percentiles and decisions); says on stderr when
-    there is nothing to work on."""
+def load_selection(
+    store: Store, model: str | None, paths: Sequence[Path] = (), flags: FlagArgs = FlagArgs()
+) -> Selection:
+    """The photos a cull command works on (with percentiles, decisions and technical flags under
+    the limits asked for); says on stderr when there is nothing to work on."""
+    limits, hidden = flags.limits(), flags.hidden()
     problem = unscored_model(store, model)
     if problem is not None and problem[1]:
         fail(problem[0])
     if problem is not None:
         err().print(escape(problem[0]))
-    sel = select(store, Query(model=model, paths=[str(p) for p in paths]))
+    sel = select(store, Query(model=model, paths=[str(p) for p in paths], flag_limits=limits, hide_flags=hidden))
     if sel.model is None:
         err().print("No scores yet: run `charm score PATH...` first.")
     if sel.missing:
@@ -293,11 +299,17 @@ def rate(
     db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")] = False,
     json_: JsonOpt = False,
+    reject_flagged: Annotated[
+        bool, typer.Option("--reject-flagged", help="Reject (-1) photos with a technical flag instead of 1 star.")
+    ] = False,
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
     """Write star ratings (by percentile within the photos rated) and a best-of-burst label to XMP sidecars.
 
-    Sidecars are merged: every other field is kept, only xmp:Rating and xmp:Label change, and a
-    sidecar that already says the same is not rewritten. Photos themselves are never written.
+    A photo with a technical flag (soft, motion blur, bad exposure, closed eyes: `charm show`
+    says which) gets at most 1 star, or a reject with --reject-flagged. Sidecars are merged: every
+    other field is kept, only xmp:Rating and xmp:Label change, and a sidecar that already says
+    the same is not rewritten. Photos themselves are never written.
     """
     from charmcli.cull.ratings import best_of_group_flags, plan_ratings
     from charmcli.cull.xmp import apply_ratings, ratings_items
@@ -306,12 +318,16 @@ def rate(
     label = None if label_best.strip().lower() in ("", "none") else label_best.strip()
     paths = paths or []
     check_paths(paths)
+    flag_args = FlagArgs(flag_limits=flag_limits)
+    flag_args.limits()  # a usage error answers before the database opens
     with open_db(db) as store:
-        sel = load_selection(store, model, paths)
+        sel = load_selection(store, model, paths, flag_args)
     records = sel.records
-    flags = best_of_group_flags(_groups_of(records, gap, similarity, chain)) if label and records else None
+    best = best_of_group_flags(_groups_of(records, gap, similarity, chain)) if label and records else None
+    flagged = {r.id for r, row in zip(records, sel.rows, strict=True) if row["flags"]}
     plans = plan_ratings({r.id: r.score for r in records}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
-                         best_of_group=flags, best_label=label)  # fmt: skip
+                         best_of_group=best, best_label=label, flagged=flagged,
+                         reject_flagged=reject_flagged)  # fmt: skip
     by_path = {str(r.path): r for r in records}
     items = sorted(ratings_items({r.id: r.path for r in records}, plans), key=lambda it: str(it[0]))
     changes = apply_ratings(items, style=sidecar.value, dry_run=dry_run)
@@ -323,6 +339,7 @@ def rate(
             store.record_decisions([(str(ch.photo), rows[by_path[str(ch.photo)].id]["sha256"], rating_number(ch.new_rating),
                                      ch.new_label) for ch in changes if ch.error is None], source="rate")  # fmt: skip
     photos = []
+    by_id = sel.by_id
     for ch in changes:
         r = by_path[str(ch.photo)]
         plan = plans[r.id]
@@ -331,6 +348,7 @@ def rate(
         photos.append({
             "path": str(ch.photo), "sidecar": str(ch.sidecar), "score": r.score,
             "percentile": round(plan.percentile, 2), "stars": plan.stars, "label": plan.label,
+            "flags": by_id[r.id]["flags"],
             "old_rating": ch.old_rating, "new_rating": ch.new_rating, "old_label": ch.old_label,
             "new_label": ch.new_label, "existed": ch.existed, "status": status, "written": ch.written,
             "error": ch.error,
@@ -394,6 +412,7 @@ def _sidecar_stars(paths: Sequence[str]) -> dict[str, int]:
     return {path: stars for path, stars in found.items() if stars == -1 or 1 <= stars <= 5}
 
 
+@bundled
 def report(
     paths: PathsArg = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", help="Folder for index.html and thumbs/ (created).")] = None,
@@ -411,11 +430,12 @@ def report(
     model: RankModelOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
+    flags: FlagArgs = FlagArgs(),
 ) -> None:
     """A static HTML contact sheet (index.html + JPEG thumbnails) that opens offline in any browser.
 
     Cards show rank, score, library percentile, stars already in XMP sidecars (e.g. from
-    `charm rate`), date, camera and burst membership. Prints the page's file:// URI.
+    `charm rate`), date, camera, burst membership and technical flags. Prints the page's file:// URI.
     """
     from charmcli.cull.report import entries_from, write_report
 
@@ -426,7 +446,7 @@ def report(
     paths = paths or []
     check_paths(paths)
     with open_db(db) as store:
-        sel = load_selection(store, model, paths)
+        sel = load_selection(store, model, paths, flags)
     if not sel.records:
         fail("no scored photos to put on the sheet (run `charm score PATH...` first)", 1)
     records = sel.records
@@ -440,7 +460,8 @@ def report(
         if r.id not in stars and rating is not None and (rating == -1 or 1 <= rating <= 5):
             stars[r.id] = rating
     pct = {r.id: rows[r.id]["percentile"] for r in records if rows[r.id]["percentile"] is not None}
-    entries = entries_from(records, groups=found, meta=meta, percentiles=pct, stars=stars)  # records are best first
+    marks = {r.id: list(zip(rows[r.id]["flags"], rows[r.id]["flag_reasons"], strict=True)) for r in records}
+    entries = entries_from(records, groups=found, meta=meta, percentiles=pct, stars=stars, flags=marks)  # best first
     if layout is LayoutChoice.top:
         chosen = entries[:top_n] if top_n else entries
         what = f"best {len(chosen)} of {len(records)}"

@@ -10,7 +10,7 @@ from rich.markup import escape
 from charmcli.cli.help import CharmTyper
 from charmcli.cli.options import Column, JsonOpt, emit_json, err, fail, out, print_table
 from charmcli.library.scan import display_path
-from charmcli.pipeline import DEFAULT_MODEL
+from charmcli.model.registry import DEFAULT_MODEL  # torch-free
 
 app = CharmTyper(help="List the Charm models, or download one for offline use.", rich_markup_mode=None)
 

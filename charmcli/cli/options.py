@@ -32,10 +32,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from charmcli.flags import FLAG_NAMES, Limits, parse_limits, parse_names
 from charmcli.library.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from charmcli.library.scan import display_path
-from charmcli.pipeline import DEFAULT_MODEL, ScoreOptions
+from charmcli.model.registry import DEFAULT_MODEL  # torch-free
 from charmcli.store import Store, StoreError, default_db_path
+from charmcli.work import ScoreOptions
 
 # -- output -------------------------------------------------------------------------------------
 
@@ -188,7 +190,46 @@ class DecodeArgs:
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS
 
 
-_BUNDLES = (ModelArgs, DecodeArgs)
+HideFlaggedOpt = Annotated[
+    bool, typer.Option("--hide-flagged", help="Leave out photos with any technical flag (see `charm show`).")
+]
+HideOpt = Annotated[
+    str | None,
+    typer.Option("--hide", metavar="FLAG,...", help=f"Leave out photos with these flags ({', '.join(FLAG_NAMES)})."),
+]
+FlagLimitsOpt = Annotated[
+    str | None,
+    typer.Option("--flag-limits", metavar="NAME=VALUE,...",
+                 help="Change flag thresholds, e.g. soft_width=1.5 (docs/flags.md lists them)."),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FlagArgs:
+    """Which technical flags hide a photo and the limits that raise them (see :mod:`charmcli.flags`)."""
+
+    hide_flagged: HideFlaggedOpt = False
+    hide: HideOpt = None
+    flag_limits: FlagLimitsOpt = None
+
+    def limits(self) -> Limits:
+        """The limits asked for; a usage error (one line, exit 2) when the text is wrong."""
+        try:
+            return parse_limits(self.flag_limits or "")
+        except ValueError as exc:
+            fail(f"--flag-limits: {exc}")
+
+    def hidden(self) -> frozenset[str]:
+        """Flag names whose photos are left out (every flag with --hide-flagged)."""
+        if self.hide_flagged:
+            return frozenset(FLAG_NAMES)
+        try:
+            return frozenset(parse_names(self.hide or ""))
+        except ValueError as exc:
+            fail(f"--hide: {exc}")
+
+
+_BUNDLES = (ModelArgs, DecodeArgs, FlagArgs)
 
 
 def bundled(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -321,7 +362,7 @@ def score_options(
     if arch_config is not None:
         from charmcli.model.registry import get_spec  # torch-free
 
-        if not any(get_spec(n).family == "eat" for n in names):
+        if not any(get_spec(n).takes_arch_config for n in names):
             fail("--arch-config is for EAT models (--model eat-ava or eat-tad66k)")
         if not arch_config.is_file():
             fail(f"--arch-config {display_path(arch_config)}: no such file")
@@ -352,7 +393,8 @@ def score_options(
     if workers is not None:
         options.workers = workers
     if len(names) > 1:
-        from charmcli.pipeline import FatalError, per_model_options
+        from charmcli.pipeline import per_model_options
+        from charmcli.work import FatalError
 
         try:
             per_model_options(options)

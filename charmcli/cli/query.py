@@ -25,6 +25,8 @@ from charmcli.cli.options import (
     Column,
     DbOpt,
     DecodeArgs,
+    FlagArgs,
+    FlagLimitsOpt,
     GapOpt,
     JsonOpt,
     ModelArgs,
@@ -50,12 +52,13 @@ from charmcli.cli.options import (
 )
 from charmcli.cli.options import SimilarityOpt as _SimilarityOpt
 from charmcli.cli.score import score_files
+from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate, eyes_note
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, library_percentiles, resolve_model, select, unscored_model
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label", "flags",
 )  # fmt: skip
 
 
@@ -68,6 +71,7 @@ def _camera(make: str | None, model: str | None) -> str | None:
 # -- charm top ----------------------------------------------------------------------------------
 
 
+@bundled
 def top(
     n: Annotated[int, typer.Argument(min=1, help="How many photos.")] = 20,
     paths: PathsArg = None,
@@ -91,6 +95,7 @@ def top(
     gap: GapOpt = 3.0,
     similarity: _SimilarityOpt = 0.90,
     chain: ChainOpt = Chain.previous,
+    flags: FlagArgs = FlagArgs(),
 ) -> None:
     """The N best photos, best first; filters narrow the field, --export copies or links them.
 
@@ -107,6 +112,7 @@ def top(
         fail(f"--export {display_path(export)} is a file, not a folder")
     check_date_option("--since", since)
     check_date_option("--until", until)
+    limits, hidden = flags.limits(), flags.hidden()
     paths = paths or []
     check_paths(paths)
     console = err()
@@ -126,6 +132,7 @@ def top(
                 model=chosen, min_score=min_score, since=since, until=until, camera=camera, lens=lens,
                 folder=folder, paths=[str(p) for p in paths], limit=n, embeddings=False,
                 best_of_group=Grouping(gap, similarity, chain.value) if best_of_group else None,
+                flag_limits=limits, hide_flags=hidden,
             )  # fmt: skip
             try:
                 sel = select(store, query)
@@ -136,9 +143,9 @@ def top(
         emit_json(rows)
     elif csv_:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(TOP_FIELDS), lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=list(TOP_FIELDS), lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**r, "flags": ";".join(r["flags"])} for r in rows)
         write_raw(buf.getvalue())
     elif chosen is not None:
         _print_top(rows, chosen)
@@ -170,6 +177,8 @@ def _top_record(row: dict[str, Any]) -> dict[str, Any]:
         "preprocess": row["preprocess"],
         "rating": row["rating"],
         "label": row["label"],
+        "flags": row["flags"],
+        "measures": row["measures"],
     }
 
 
@@ -194,6 +203,10 @@ def _print_top(rows: list[dict[str, Any]], model: str) -> None:
         columns.insert(3, Column("★", "right", drop=1))
         for line, r in zip(table, rows, strict=True):
             line.insert(3, _rated(r["rating"]))
+    if any(r["flags"] for r in rows):  # technical flags, when any photo has one
+        columns.append(Column("flags", drop=1))
+        for line, r in zip(table, rows, strict=True):
+            line.append(",".join(r["flags"]))
     title = folder_title(f"top {len(rows)} · model {model}", folder, console.width)
     print_table(console, columns, table, title=title)
 
@@ -239,13 +252,16 @@ def show(
     ] = None,
     model: ModelArgs = ModelArgs(),
     decode: DecodeArgs = DecodeArgs(),
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
-    """Everything known about one photo: scores per model, EXIF, the cells Charm kept at full resolution.
+    """Everything known about one photo: scores per model, EXIF, technical flags and measures,
+    the cells Charm kept at full resolution.
 
     With --explain, a photo that has no score for the --model yet is scored first (the model
     options are those of `charm compare`).
     """
     check_paths([file], files_only=True)
+    limits = FlagArgs(flag_limits=flag_limits).limits()
     path = os.path.abspath(file)
     if len(model.model or []) > 1:
         fail("--explain draws one model's cells; give one --model")
@@ -260,13 +276,13 @@ def show(
             and (os.path.samefile(explain, path) or store.photo_by_path(os.path.abspath(explain)) is not None)
         ):
             fail(f"--explain {display_path(explain)} is a photo; choose a new file name for the PNG")
-        info = _photo_info(store, path)
+        info = _photo_info(store, path, limits)
         wanted = wanted.lower() if wanted else None
         if options is not None and not any(wanted in (None, s["model"]) and s["input_size"] for s in info["scores"]):
             events, _name, _ckpt = score_files(store, options, [Path(path)])
             if events[0].status == "error":
                 fail(f"{display_path(path)}: {events[0].error}", 1)
-            info = _photo_info(store, path)
+            info = _photo_info(store, path, limits)
     if explain is not None:
         _write_explain(path, info["scores"], wanted, explain)
     if json_:
@@ -276,7 +292,7 @@ def show(
     raise typer.Exit(0 if info["known"] else 1)
 
 
-def _photo_info(store, path: str) -> dict[str, Any]:
+def _photo_info(store, path: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """What the database knows about the file at ``path`` (by path, else by content)."""
     from charmcli.library.decode import read_bytes
 
@@ -294,12 +310,17 @@ def _photo_info(store, path: str) -> dict[str, Any]:
     for s in scores:  # standing among every photo scored with that model
         s["percentile"] = library_percentiles(store, s["model"], [s["score"]])[0]
     failure = store.failure_for(path)
+    measures = store.measures_for(sha)
+    found = evaluate(measures, limits)
     return {
         "path": path,
         "sha256": sha,
         "known": bool(scores) or photo is not None,
         "photo": {k: v for k, v in (photo or {}).items() if k not in ("id", "path", "sha256")} or None,
         "scores": scores,
+        "flags": [f.name for f in found],
+        "flag_reasons": [f.reason for f in found],
+        "measures": measures,
         "failure": failure and {k: failure[k] for k in ("reason", "kind", "failed_at")},
     }
 
@@ -353,6 +374,7 @@ def _print_show(info: dict[str, Any]) -> None:
             console.print(f"[dim]{label:<13}[/dim] {escape(str(photo[key]))}", soft_wrap=True)
     if info["failure"]:
         console.print(f"[red]failed[/red] {escape(info['failure']['reason'])} ({info['failure']['failed_at']})")
+    _print_flags(console, info)
     if not info["scores"]:
         console.print("Not scored yet: run `charm score` on it (or `charm show --explain OUT.png`).")
         return
@@ -378,6 +400,37 @@ def _print_show(info: dict[str, Any]) -> None:
             console.print(f"kept 28-px cells, model {s['model']} ({s['preprocess']}): █ full resolution, · downsampled")
             console.print(grid)
             break
+
+
+def _print_flags(console: Console, info: dict[str, Any]) -> None:
+    """Technical flags in words, then the measures behind them on lines that fit the terminal."""
+    m = info["measures"]
+    if m is None:
+        return
+    reasons = info["flag_reasons"]
+    console.print("[bold]flags[/bold] " + ("none" if not reasons else ""))
+    for reason in reasons:
+        console.print(f"  [yellow]{escape(reason)}[/yellow]")
+    parts = [
+        f"focus {m.get('focus_width', 0):.2f} px",
+        f"sharp area {m.get('sharp_area', 0):.0%}",
+        f"motion {m.get('motion_ratio', 1):.2f}x {m.get('motion_width', 0):.1f} px @{m.get('motion_angle', 0):.0f}°",
+        f"clipped {m.get('highlights', 0):.1%}",
+        f"crushed {m.get('shadows', 0):.1%}",
+        f"brightness {m.get('brightness', 0):.0%}",
+        f"white point {m.get('luma_p99', 0):.0%}",
+    ]
+    note = eyes_note(m)
+    parts.append(note if note else f"faces {m['faces']} (eyes closed {m['eyes_closed']}, {m['small_faces']} too small)")
+    line = "[dim]measures[/dim]"
+    width = len("measures")
+    for part in parts:
+        if width + 3 + cell_len(part) > console.width:
+            console.print(line)
+            line, width = " " * 8, 8
+        line += (" · " if width > 8 else " ") + escape(part)
+        width += 3 + cell_len(part)
+    console.print(line)
 
 
 def _write_explain(path: str, scores: list[dict[str, Any]], model: str | None, dest: Path) -> None:

@@ -14,6 +14,8 @@ from charmcli.cli.options import (
     Chain,
     ChainOpt,
     DbOpt,
+    FlagArgs,
+    FlagLimitsOpt,
     GapOpt,
     PathsArg,
     RankModelOpt,
@@ -42,6 +44,7 @@ def review(
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
     chain: ChainOpt = Chain.previous,
     db: DbOpt = None,
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
     """A culling desk in the browser: ranked grid, bursts, large view, keyboard ratings to XMP.
 
@@ -57,17 +60,18 @@ def review(
     label = pick_label.strip()
     if not label or len(label) > 32 or not label.isprintable():
         fail(f"--pick-label {pick_label!r}: give a short colour name such as Green")
+    limits = FlagArgs(flag_limits=flag_limits).limits()
     try:
         store = Store(db if db is not None else default_db_path())
     except StoreError as exc:
         fail(str(exc))
     try:
-        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value)
+        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value, limits)
     finally:
         store.close()
 
 
-def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain) -> None:  # type: ignore[no-untyped-def]
+def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain, limits) -> None:  # type: ignore[no-untyped-def]
     from charmcli.review.desk import Desk, DeskError
     from charmcli.review.images import ImageCache
     from charmcli.selection import resolve_model, unscored_model
@@ -80,7 +84,7 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
         fail("no scores yet: run `charm score PATH...` first")
     try:
         desk = Desk(store, chosen, [os.fspath(p) for p in paths], sidecar=sidecar, pick_label=label, gap=gap,
-                    similarity=similarity, chain=chain)  # fmt: skip
+                    similarity=similarity, chain=chain, flag_limits=limits)  # fmt: skip
     except DeskError as exc:
         fail(str(exc))
     facts = desk.facets()

@@ -37,7 +37,8 @@ from charmcli.cli.options import (
     score_options,
 )
 from charmcli.library.scan import display_path
-from charmcli.pipeline import FatalError, FileEvent, Pipeline, Profile, scan
+from charmcli.pipeline import FileEvent, Pipeline
+from charmcli.work import FatalError, Profile
 
 
 @bundled
@@ -68,10 +69,9 @@ def score(
     console = err()
     prof = Profile()
     with open_db(db) as store:
-        items = scan(paths, prof)
         pipeline = Pipeline(store, options, profile=prof, notify=lambda line: console.print(line))
         try:
-            code = _run_score(pipeline, items, console=console, json_=json_, quiet=quiet)
+            code = _run_score(pipeline, paths, console=console, json_=json_, quiet=quiet)
         except FatalError as exc:
             fail(str(exc))
         if profile:
@@ -79,7 +79,7 @@ def score(
     raise typer.Exit(code)
 
 
-def _run_score(pipeline: Pipeline, items: list, *, console: Console, json_: bool, quiet: bool) -> int:
+def _run_score(pipeline: Pipeline, paths: list[Path], *, console: Console, json_: bool, quiet: bool) -> int:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -102,17 +102,17 @@ def _run_score(pipeline: Pipeline, items: list, *, console: Console, json_: bool
         disable=not show_progress,
     )
     pipeline.notify = lambda line: progress.console.print(line)
-    events = pipeline.run(items)
+    events = pipeline.run(paths)
     model_name: str | None = None
-    task = progress.add_task(_doing(items, 0), total=len(items), rate="")
+    task = progress.add_task("looking for photos", total=None, rate="")
 
     @contextlib.contextmanager
     def loading(what: str):
-        progress.update(task, description=f"loading {what}")
+        progress.update(task, description=f"loading {what}", total=len(pipeline.items))
         try:
             yield
         finally:
-            progress.update(task, description=_doing(items, pipeline.summary.total))
+            progress.update(task, description=_doing(pipeline.items, pipeline.summary.total))
 
     for handle in pipeline.models:  # every model of a multi-model run (issue 13)
         handle.loading = loading
@@ -124,14 +124,15 @@ def _run_score(pipeline: Pipeline, items: list, *, console: Console, json_: bool
                 done = pipeline.summary.total
                 elapsed = progress.tasks[task].elapsed or 0.0
                 rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
-                progress.update(task, advance=1, rate=rate, description=_doing(items, done))
+                progress.update(task, advance=1, rate=rate, description=_doing(pipeline.items, done),
+                                total=len(pipeline.items))  # fmt: skip
     except KeyboardInterrupt:
         pipeline.summary.interrupted = True
     finally:
         events.close()  # commits rows still pending
     summary = pipeline.summary
     if not quiet:
-        _print_summary(console, pipeline, items)
+        _print_summary(console, pipeline, pipeline.items)
     if summary.interrupted:
         return 130
     return 1 if summary.failed - summary.known_failures else 0
@@ -173,7 +174,7 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
 def _render_event(console: Console, event: FileEvent, model: str | None, *, json_: bool) -> None:
     if json_:
         emit_json(event.to_json(model))
-    if event.status == "error" and not event.known:
+    if event.status == "error" and not event.known_failure:
         console.print(f"[red]error[/red] {escape(display_path(event.path))}: {escape(event.error or '')}")
     elif event.status == "skipped":
         console.print(f"[yellow]skipped[/yellow] {escape(display_path(event.path))}: {escape(event.error or '')}")
@@ -256,7 +257,7 @@ def score_files(store, options, files) -> tuple[list[FileEvent], str | None, str
     for handle in pipeline.models:
         handle.loading = loading_status
     try:
-        events = list(pipeline.run(scan(files)))
+        events = list(pipeline.run(files))
     except FatalError as exc:
         fail(str(exc))
     return events, pipeline.model.name, pipeline.model.checkpoint_id

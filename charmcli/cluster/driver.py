@@ -27,7 +27,7 @@ from typing import Any
 
 from charmcli.cluster.inputs import Listing, list_inputs
 from charmcli.cluster.output import OutputDir, OutputError
-from charmcli.pipeline import FatalError, ScoreOptions, load_scorer
+from charmcli.work import FatalError, ScoreOptions, load_scorer
 
 
 @dataclass
@@ -154,7 +154,7 @@ def run(
         summary.seconds = time.perf_counter() - start
         return summary
 
-    scorer = load_scorer(dataclasses.replace(options, device="cpu"))  # fails fast, before Ray starts
+    scorer, _weights = load_scorer(dataclasses.replace(options, device="cpu"))  # fails fast, before Ray starts
     summary.model, summary.checkpoint_id = scorer.name, scorer.checkpoint_id
     check_identity(out, options, (scorer.name, scorer.checkpoint_id))
     del scorer

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from charmcli.store import META_COLUMNS
+from charmcli.store import META_COLUMNS, PhotoRow, ScoreRow
 
 PART_PREFIX = "part-"
 TEMP_PREFIX = ".tmp-"
@@ -75,6 +75,58 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+
+
+# -- the store's rows as columns and back (the stored row itself is made in charmcli.work) -------
+
+
+def photo_columns(photo: PhotoRow) -> dict[str, Any]:
+    """A photo row's columns: displayed size, format and EXIF (path/sha256/size/mtime are the row's own)."""
+    exif = {name: photo.meta.get(c) for c, name in EXIF_FIELDS.items()}
+    return {"width": photo.width, "height": photo.height, "format": photo.format, **exif}
+
+
+def photo_of(row: dict[str, Any]) -> PhotoRow:
+    """The photo row an ``ok`` row describes."""
+    return PhotoRow(
+        row["path"], row.get("size") or 0, row.get("mtime_ns") or 0, row["sha256"], row.get("width"),
+        row.get("height"), row.get("format"), {c: row.get(name) for c, name in EXIF_FIELDS.items()},
+    )  # fmt: skip
+
+
+def score_columns(score: ScoreRow) -> dict[str, Any]:
+    """A score row's columns (model, checkpoint and preprocess are the job's own)."""
+    return {
+        "score": score.score,
+        "outputs": list(score.outputs),
+        "n_tokens": score.n_tokens,
+        "input_width": score.input_size[0] if score.input_size else None,
+        "input_height": score.input_size[1] if score.input_size else None,
+        "token_path": score.token_path,
+        "kept_cells": [[r, c] for r, c in score.kept_cells],
+        "cell_size": score.cell_size,
+        "embedding": score.embedding,
+        "seconds": score.seconds,
+    }
+
+
+def score_of(row: dict[str, Any]) -> ScoreRow:
+    """The score row an ``ok`` row carries."""
+    return ScoreRow(
+        sha256=row["sha256"],
+        model=row["model"],
+        checkpoint_id=row["checkpoint_id"],
+        preprocess=row["preprocess"],
+        score=row["score"],
+        outputs=list(row.get("outputs") or []),
+        n_tokens=row.get("n_tokens"),
+        input_size=(row["input_width"], row["input_height"]) if row.get("input_width") else None,
+        token_path=row.get("token_path"),
+        kept_cells=[(int(r), int(c)) for r, c in row.get("kept_cells") or []],
+        cell_size=row.get("cell_size"),
+        embedding=row.get("embedding"),
+        seconds=row.get("seconds"),
+    )
 
 
 class OutputError(Exception):

@@ -6,12 +6,12 @@ inside a stage fails the whole job (and ``max_errored_blocks`` would silently dr
 of good photos), so every per-file problem becomes an ``error`` row carrying charm's one-line
 message, and the job goes on.
 
-* :class:`PrepareStage` (CPU): read the bytes once, hash, decode, EXIF, tokenize: the very
-  functions ``charm score`` calls (:func:`~charmcli.library.decode.read_bytes`,
-  :func:`~charmcli.library.decode.decode_image`, :func:`~charmcli.library.metadata.read_metadata`,
-  :meth:`Scorer.prepare <charmcli.model.scorer.Scorer.prepare>`);
-* :class:`ScoreStage` (GPU when there is one): :meth:`Scorer.score_prepared` on batches of
-  sequences of similar length, sized from free GPU memory (one by one on CPU, as ``charm score``);
+* :class:`PrepareStage` (CPU): read the bytes once (local files or URLs), then the very unit
+  ``charm score`` runs for one photo (:func:`charmcli.work.prepare_file`: hash, decode, EXIF,
+  tokenize, one-line failures) with the model's weight-free preparer;
+* :class:`ScoreStage` (GPU when there is one): :func:`charmcli.work.run_batch` (the network,
+  one photo at a time if a batch fails) on batches of sequences of similar length, sized from
+  free GPU memory (one by one on CPU, as ``charm score``), and :func:`charmcli.work.score_row`;
 * :func:`write_stage`: one atomic Parquet part file per block (:mod:`charmcli.cluster.output`).
 
 Tokens travel between the CPU and network stages as an ``.npz`` blob (no pickle).
@@ -20,10 +20,8 @@ Tokens travel between the CPU and network stages as an ``.npz`` blob (no pickle)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -32,13 +30,24 @@ import numpy as np
 import pyarrow as pa
 
 from charmcli import __version__
-from charmcli.cluster.output import EXIF_FIELDS, SCHEMA, OutputDir
-from charmcli.library.decode import DecodeError, decode_image, read_bytes
-from charmcli.library.metadata import read_metadata
-from charmcli.pipeline import ScoreOptions, load_scorer
+from charmcli.cluster.output import SCHEMA, OutputDir, photo_columns, score_columns
+from charmcli.library.decode import DecodeError, read_bytes
+from charmcli.work import (
+    MODEL_FAILED,
+    Failure,
+    Prepared,
+    ScoreOptions,
+    failure_of,
+    load_preparer,
+    load_scorer,
+    photo_row,
+    prepare_file,
+    run_batch,
+    score_row,
+)
 
 if TYPE_CHECKING:
-    from charmcli.model import Scorer, Tokenized
+    from charmcli.model import Preparer, Scorer, Tokenized
 
 #: Between the CPU and network stages rows also carry their tokens.
 STAGE_SCHEMA = SCHEMA.append(pa.field("tokens", pa.large_binary()))
@@ -52,13 +61,13 @@ RESULT_SCHEMA = pa.schema(
 
 
 def pack_tokens(t: Tokenized) -> bytes:
-    """A :class:`~charmcli.model.tokenizer.Tokenized` as ``.npz`` bytes (arrays only, no pickle)."""
+    """A :class:`~charmcli.model.charm.tokenizer.Tokenized` as ``.npz`` bytes (arrays only, no pickle)."""
     arrays = {
         "tokens": t.tokens.numpy(),
         "pos_embed": t.pos_embed.numpy(),
         "scale_ids": t.scale_ids.numpy().astype(np.int8),
         "input_size": np.asarray(t.input_size, dtype=np.int64),
-        "path": np.asarray(t.path),
+        "route": np.asarray(t.route),
     }
     if t.grid28 is not None and t.kept_cells is not None:
         arrays["grid28"] = np.asarray(t.grid28, dtype=np.int64)
@@ -71,17 +80,17 @@ def pack_tokens(t: Tokenized) -> bytes:
 def unpack_tokens(blob: bytes) -> Tokenized:
     import torch
 
-    from charmcli.model.tokenizer import Tokenized
+    from charmcli.model.charm.tokenizer import Tokenized
 
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        grid = tuple(int(v) for v in z["grid28"]) if "grid28" in z else None
+        grid = (int(z["grid28"][0]), int(z["grid28"][1])) if "grid28" in z else None
         return Tokenized(
             tokens=torch.from_numpy(z["tokens"]),
             pos_embed=torch.from_numpy(z["pos_embed"]),
             scale_ids=torch.from_numpy(z["scale_ids"].astype(np.int64)),
             input_size=(int(z["input_size"][0]), int(z["input_size"][1])),
-            path=str(z["path"]),
-            grid28=grid,  # type: ignore[arg-type]
+            route=str(z["route"]),
+            grid28=grid,
             kept_cells=torch.from_numpy(z["kept_cells"]) if "kept_cells" in z else None,
         )
 
@@ -89,39 +98,30 @@ def unpack_tokens(blob: bytes) -> Tokenized:
 # -- stages -------------------------------------------------------------------------------------
 
 
-def _one_line(exc: BaseException) -> str:
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return f"unexpected error: {type(exc).__name__}: {message}"[:300]
+def _identity(model: Preparer, options: ScoreOptions) -> dict[str, Any]:
+    """The columns every row of a job carries: which model, which options, which charm."""
+    return {
+        "model": model.name,
+        "checkpoint_id": model.checkpoint_id,
+        "preprocess": options.preprocess,
+        "max_pixels": options.max_pixels,
+        "charm_version": __version__,
+    }
 
 
-class _Model:
-    """What both stages know about the model: its scorer and identity, loaded once per actor."""
-
-    def __init__(self, options: ScoreOptions, device: str) -> None:
-        self.options = dataclasses.replace(options, device=device)
-        self.scorer: Scorer = load_scorer(self.options)  # FatalError: the driver checked it loads
-        self.identity = {
-            "model": self.scorer.name,
-            "checkpoint_id": self.scorer.checkpoint_id,
-            "preprocess": self.options.preprocess,
-            "max_pixels": self.options.max_pixels,
-            "charm_version": __version__,
-        }
-
-
-class PrepareStage(_Model):
+class PrepareStage:
     """CPU: path → bytes → sha256 → decoded RGB + EXIF → tokens. One actor holds one tokenizer.
 
-    The scorer is loaded on CPU for its tokenizer, position table and training-set rules (one
-    loader keeps every option exactly as ``charm score`` has it); its network is then dropped,
-    unless ``keep_network``, so a CPU worker does not hold weights it never runs (~90 MB for a
-    ViT-S, ~1.2 GB for the AVA ViT-L).
+    It holds the model's CPU half only (:func:`~charmcli.work.load_preparer`: the tokenizer,
+    position table and training-set rules, loaded exactly as ``charm score`` has them), never its
+    network: a CPU worker does not hold weights it never runs (~90 MB for a ViT-S, ~1.2 GB for
+    the AVA ViT-L).
     """
 
-    def __init__(self, options: ScoreOptions, *, keep_network: bool = False) -> None:
-        super().__init__(options, "cpu")
-        if not keep_network:
-            self.scorer.network = None  # type: ignore[assignment]  # prepare() never touches it
+    def __init__(self, options: ScoreOptions) -> None:
+        self.options = dataclasses.replace(options, device="cpu")
+        self.preparer: Preparer = load_preparer(self.options)  # FatalError: the driver checked it loads
+        self.identity = _identity(self.preparer, self.options)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [self.prepare(path) for path in batch.column("path").to_pylist()]
@@ -130,27 +130,26 @@ class PrepareStage(_Model):
     def prepare(self, path: str) -> dict[str, Any]:
         """One row: ``status="ok"`` with ``tokens`` for the network, or an error row. Never raises."""
         row: dict[str, Any] = {"path": path, **self.identity}
-        opts = self.options
         try:
             data = _read(path, row)
-            row["sha256"] = hashlib.sha256(data).hexdigest()
-            decoded = decode_image(
-                data, name=path, exact=opts.exact, max_side=opts.max_side, max_pixels=opts.max_pixels
-            )
-            meta = read_metadata(data).to_dict()
-            del data
-            row.update(width=decoded.width, height=decoded.height, format=decoded.format,
-                       warnings=list(decoded.warnings))  # fmt: skip
-            row.update({name: meta.get(c) for c, name in EXIF_FIELDS.items()})
-            row["tokens"] = pack_tokens(self.scorer.prepare(decoded.image))
-            row["status"] = "ok"
-        except DecodeError as exc:
-            row.update(status="error", error=str(exc), error_kind=exc.kind)
-        except MemoryError:
-            row.update(status="error", error="out of memory; lower --max-pixels", error_kind="too-large")
-        except Exception as exc:  # one bad file never stops the job
-            row.update(status="error", error=_one_line(exc), error_kind="internal")
+        except Exception as exc:
+            return _failed(row, failure_of(exc))
+        outcome = prepare_file(path, self.options, [lambda: self.preparer], data=data)
+        del data
+        if isinstance(outcome, Failure):
+            return _failed(row, outcome)
+        assert isinstance(outcome, Prepared)  # no plan: every file is prepared or fails
+        photo = photo_row(path, row.get("size") or 0, row.get("mtime_ns") or 0, outcome)
+        row.update(photo_columns(photo), sha256=outcome.sha256, warnings=list(outcome.decoded.warnings),
+                   tokens=pack_tokens(outcome.inputs[0]), status="ok")  # fmt: skip
         return row
+
+
+def _failed(row: dict[str, Any], failure: Failure) -> dict[str, Any]:
+    row.update(status="error", error=failure.reason, error_kind=failure.kind)
+    if failure.sha256 is not None:
+        row["sha256"] = failure.sha256
+    return row
 
 
 def _read(path: str, row: dict[str, Any]) -> bytes:
@@ -180,7 +179,7 @@ def _read(path: str, row: dict[str, Any]) -> bytes:
     return data
 
 
-class ScoreStage(_Model):
+class ScoreStage:
     """Network: tokens → scores, on CUDA when there is one, one model per actor.
 
     Rows are sorted by sequence length and cut into batches of ``batch_size`` (default: what free
@@ -190,7 +189,9 @@ class ScoreStage(_Model):
     """
 
     def __init__(self, options: ScoreOptions, batch_size: int | None = None) -> None:
-        super().__init__(options, options.device)
+        self.options = options
+        self.scorer: Scorer = load_scorer(options)[0]  # FatalError: the driver checked it loads
+        self.identity = _identity(self.scorer, options)
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -208,7 +209,7 @@ class ScoreStage(_Model):
             try:
                 prepared.append((row, unpack_tokens(row["tokens"])))
             except Exception as exc:
-                row.update(status="error", error=_one_line(exc), error_kind="internal")
+                _failed(row, failure_of(exc))
         prepared.sort(key=lambda p: -p[1].num_tokens)  # longest first: each batch's head is its longest
         start = 0
         while start < len(prepared):
@@ -220,30 +221,15 @@ class ScoreStage(_Model):
                 row.update(status="error", error="no tokens reached the network", error_kind="internal")
 
     def _score(self, chunk: Sequence[tuple[dict[str, Any], Tokenized]]) -> None:
-        begin = time.perf_counter()
-        try:
-            results = self.scorer.score_prepared([t for _, t in chunk])
-        except Exception:
-            if len(chunk) > 1:
-                for item in chunk:
-                    self._score([item])
-            else:
-                chunk[0][0].update(status="error", error="the model failed on this image", error_kind="model")
-            return
-        share = (time.perf_counter() - begin) / len(chunk)
+        results = run_batch(self.scorer, [t for _, t in chunk])
         for (row, _), result in zip(chunk, results, strict=True):
-            row.update(
-                score=result.score,
-                outputs=[float(v) for v in result.outputs],
-                n_tokens=result.n_tokens,
-                input_width=int(result.input_size[0]),
-                input_height=int(result.input_size[1]),
-                token_path=result.path,
-                kept_cells=[[int(r), int(c)] for r, c in result.kept_cells],
-                cell_size=result.cell_size,
-                embedding=None if result.embedding is None else result.embedding.astype("<f2").tobytes(),
-                seconds=share,
-            )
+            if result is None:
+                _failed(row, Failure(MODEL_FAILED, "model", row.get("sha256")))
+                continue
+            # the row's own columns say whose score it is; the score's columns come from the stored row
+            score = score_row(result, sha256=row.get("sha256", ""), model=row.get("model", ""),
+                              checkpoint_id=row.get("checkpoint_id", ""), preprocess=row.get("preprocess", ""))  # fmt: skip
+            row.update(score_columns(score))
 
 
 def write_stage(batch: pa.Table, output: str) -> pa.Table:

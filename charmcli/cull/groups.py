@@ -50,11 +50,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -164,7 +164,7 @@ def capture_time(date_taken: str | None, mtime: float | None) -> tuple[float | N
     return None, None
 
 
-def record_from_row(row: dict, *, embedding_dtype: str = "float16") -> PhotoRecord:
+def record_from_row(row: Mapping[str, Any], *, embedding_dtype: str = "float16") -> PhotoRecord:
     """Build a :class:`PhotoRecord` from a store row (a dict).
 
     Keys used: ``id`` (else ``path``), ``path``, ``date_taken`` (ISO string), ``mtime`` (seconds)

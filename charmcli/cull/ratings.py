@@ -19,7 +19,7 @@ Red/Yellow/Green/Blue/Purple, Bridge, digiKam and exiftool read ``xmp:Label`` as
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +85,8 @@ def plan_ratings(
     reject_below: float | None = None,
     best_of_group: Mapping[Hashable, bool] | None = None,
     best_label: str | None = DEFAULT_BEST_LABEL,
+    flagged: Collection[Hashable] = (),
+    reject_flagged: bool = False,
 ) -> dict[Hashable, Rating]:
     """Ratings for a selection: id → :class:`Rating`.
 
@@ -92,6 +94,8 @@ def plan_ratings(
     them one star. ``best_of_group`` maps id → whether the photo is its group's best frame; bests
     get ``best_label``, other members of multi-frame groups get ``clear_label`` so that re-running
     after regrouping does not leave stale labels. Photos without a finite score are left out.
+    ``flagged`` ids (a technical flag: soft, closed eyes, ...) get at most one star whatever
+    their score, or are rejected with ``reject_flagged``; they still count in the percentiles.
     """
     ids = [k for k, v in scores.items() if v is not None and math.isfinite(v)]
     values = np.array([scores[k] for k in ids], dtype=np.float64)
@@ -99,6 +103,9 @@ def plan_ratings(
     stars = stars_for_percentiles(pct, thresholds)
     if reject_below is not None:
         stars = np.where(pct < reject_below, REJECTED, stars)
+    if flagged:
+        hit = np.array([k in flagged for k in ids], dtype=bool)
+        stars = np.where(hit, REJECTED if reject_flagged else np.minimum(stars, 1), stars)
     plans: dict[Hashable, Rating] = {}
     for key, p, s in zip(ids, pct.tolist(), stars.tolist(), strict=True):
         label = clear = None

@@ -69,6 +69,7 @@ class ReportEntry:
     group_number: int | None = None  #: :attr:`Group.number` (what ``charm groups`` and the desk show)
     group_size: int = 1
     best: bool = False  #: best frame of a multi-frame group
+    flags: tuple[tuple[str, str], ...] = ()  #: technical flags as (name, reason in words)
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,14 @@ def entries_from(
     meta: Mapping[Hashable, Mapping[str, object]] | None = None,
     percentiles: Mapping[Hashable, float] | None = None,
     stars: Mapping[Hashable, int] | None = None,
+    flags: Mapping[Hashable, Sequence[tuple[str, str]]] | None = None,
 ) -> list[ReportEntry]:
     """Build sheet entries from scored records (unscored ones are skipped).
 
     ``meta`` maps id → ``{"date_taken", "make", "camera_model"}`` (the library's metadata). Ranks are
     within ``records``; percentiles default to within ``records`` too, pass library-wide ones
-    (``percentile_rank(selection, reference=library)``) for calibrated values.
+    (``percentile_rank(selection, reference=library)``) for calibrated values. ``flags`` maps
+    id → technical flags as ``(name, reason)`` pairs, shown as a mark on the card.
     """
     scored = [r for r in records if r.score is not None and np.isfinite(r.score)]
     ranks = competition_ranks([r.score for r in scored])
@@ -132,6 +135,7 @@ def entries_from(
                 group_number=None if g is None else g.number,
                 group_size=1 if g is None else g.size,
                 best=g is not None and g.size > 1 and g.best is r,
+                flags=tuple((flags or {}).get(r.id, ())),
             )
         )
     return out
@@ -206,6 +210,9 @@ figcaption { padding: 8px 10px; display: grid; gap: 2px; }
 .stars.reject { color: var(--reject); }
 .badge { display: inline-block; padding: 0 6px; border-radius: 9px; font-size: 11px; font-weight: 700;
   background: var(--best); color: #fff; }
+.flag { display: inline-block; padding: 0 6px; border-radius: 9px; font-size: 11px; font-weight: 700;
+  background: #b85c00; color: #fff; margin-right: 3px; }
+.card.flagged img { opacity: 0.75; }
 section.group { margin: 0 0 28px; }
 section.group h2 { font-size: 15px; margin: 0 0 8px; font-weight: 600; }
 section.group h2 span { color: var(--dim); font-weight: 400; }
@@ -233,6 +240,7 @@ def _stars_html(stars: int | None) -> str:
 def _card(entry: ReportEntry, thumb: Thumb, *, eager: bool, show_group: bool) -> str:
     name = display_path(Path(entry.path).name)
     classes = ["card"] + (["best"] if entry.best else []) + (["rejected"] if entry.stars == REJECTED else [])
+    classes += ["flagged"] if entry.flags else []
     if thumb.src:
         loading = "eager" if eager else "lazy"
         picture = (
@@ -248,6 +256,9 @@ def _card(entry: ReportEntry, thumb: Thumb, *, eager: bool, show_group: bool) ->
     if show_group and entry.group is not None and entry.group_size > 1:
         group = f"group {entry.group_number} · {entry.group_size} frames"
     badge = '<span class="badge">best</span> ' if entry.best else ""
+    marks = "".join(
+        f'<span class="flag" data-flag="{_e(name)}" title="{_e(reason)}">{_e(name)}</span>' for name, reason in entry.flags
+    )
     return (
         f'<figure class="{" ".join(classes)}" data-rank="{entry.rank or ""}" data-score="{entry.score:.6g}">'
         f'<a class="photo" href="{_e(_file_uri(entry.path))}">{picture}</a>'
@@ -257,6 +268,7 @@ def _card(entry: ReportEntry, thumb: Thumb, *, eager: bool, show_group: bool) ->
         f'<div class="meta">{pct} {_stars_html(entry.stars)}</div>'
         + (f'<div class="meta">{meta}</div>' if meta else "")
         + (f'<div class="meta">{group}</div>' if group else "")
+        + (f'<div class="flags">{marks}</div>' if marks else "")
         + "</figcaption></figure>"
     )
 

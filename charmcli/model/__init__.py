@@ -1,7 +1,10 @@
-"""The Charm model: tokenizer, network and safe checkpoint loading.
+"""The model side: families of scoring networks behind one face, built by name.
 
 Nothing here touches photo folders, databases or the CLI: it turns decoded RGB images into
-scores. Entry point: :class:`Scorer`.
+scores. Entry point: :class:`Scorer` (``Scorer.from_pretrained(name)``, ``Scorer.from_files``),
+the face every family implements (:mod:`.base`); :func:`create_scorer` (:mod:`.factory`) builds
+one by name. Each family keeps its specs, network and loaders in its own package
+(:mod:`.charm`, :mod:`.eat`).
 
 The registry and the errors import without torch, so a CLI run that finds everything cached
 never pays for importing torch; the rest loads on first use.
@@ -16,17 +19,23 @@ from charmcli.model.errors import CheckpointError, ModelUnavailableError, Unsafe
 from charmcli.model.registry import DEFAULT_MODEL, MODEL_NAMES, MODELS, ModelSpec, get_spec
 
 if TYPE_CHECKING:
+    from charmcli.model.base import Preparer, Scorer, ScoreResult
+    from charmcli.model.charm.scorer import CharmScorer
+    from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable, Tokenized
     from charmcli.model.eat.scorer import EatScorer
-    from charmcli.model.scorer import Scorer, ScoreResult
-    from charmcli.model.tokenizer import CharmTokenizer, PositionTable, Tokenized
+    from charmcli.model.factory import create_preparer, create_scorer
 
 _LAZY = {
-    "Scorer": "charmcli.model.scorer",
-    "ScoreResult": "charmcli.model.scorer",
-    "CharmTokenizer": "charmcli.model.tokenizer",
-    "PositionTable": "charmcli.model.tokenizer",
-    "Tokenized": "charmcli.model.tokenizer",
-    "EatScorer": "charmcli.model.eat.scorer",  # issue 13
+    "Scorer": "charmcli.model.base",
+    "Preparer": "charmcli.model.base",
+    "ScoreResult": "charmcli.model.base",
+    "CharmScorer": "charmcli.model.charm.scorer",
+    "CharmTokenizer": "charmcli.model.charm.tokenizer",
+    "PositionTable": "charmcli.model.charm.tokenizer",
+    "Tokenized": "charmcli.model.charm.tokenizer",
+    "EatScorer": "charmcli.model.eat.scorer",
+    "create_scorer": "charmcli.model.factory",
+    "create_preparer": "charmcli.model.factory",
 }
 
 
@@ -40,15 +49,19 @@ __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
     "MODEL_NAMES",
+    "CharmScorer",
     "CharmTokenizer",
     "CheckpointError",
     "EatScorer",
     "ModelSpec",
     "ModelUnavailableError",
     "PositionTable",
+    "Preparer",
     "ScoreResult",
     "Scorer",
     "Tokenized",
     "UnsafeCheckpointError",
+    "create_preparer",
+    "create_scorer",
     "get_spec",
 ]

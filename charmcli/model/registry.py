@@ -1,9 +1,10 @@
-"""The published Charm models: one per training set, each with its own rating scale.
+"""The published models by name, and where their files come from (torch-free).
 
 Like timm's registry, a name is all a user needs: ``aadb`` (the default, as in the official
-package), ``tad66k``, ``para``, ``baid``, ``spaq``, ``koniq10k`` and ``ava``. Each entry says
-which hub file holds its weights, which position table it uses, its token budget and how its
-outputs map to the training set's rating scale.
+package), ``tad66k``, ``para``, ``baid``, ``spaq``, ``koniq10k``, ``ava`` (Charm) and
+``eat-ava``, ``eat-tad66k`` (EAT). Each family lists its models, with their scoring rules and
+the class that loads them, in its own package (``model/charm/specs.py``, ``model/eat/specs.py``);
+this module only gathers the names and never asks which family a model is.
 
 Files come from the Hugging Face hub repo ``FatemehBehrad/Charm`` through ``huggingface_hub``
 (so ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are honoured). Offline and not cached,
@@ -14,108 +15,21 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmcli.model.activations import AADB_ATTRIBUTES
+from charmcli.model.charm import specs as charm_specs
+from charmcli.model.eat import specs as eat_specs
 from charmcli.model.errors import ModelUnavailableError
+from charmcli.model.spec import ModelFiles, ModelSpec
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "MODEL_NAMES", "ModelFiles", "ModelSpec", "get_spec"]
 
 HUB_REPO = "FatemehBehrad/Charm"
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One published Charm model."""
-
-    name: str
-    filename: str  #: checkpoint file in the hub repo
-    pos_filename: str  #: position table in the hub repo
-    backbone: str  #: timm architecture the blocks follow
-    budget: int  #: official token budget + 1 (CLS): above it, the multi-scale path
-    num_classes: int
-    scale: str  #: the training set's rating scale, for display
-    factor: float = 1.0  #: one-output models: score = output x factor
-    grades: tuple[float, ...] = ()  #: distribution models: score = sum(p_i x grades_i)
-    resize_max_side: int | None = None  #: official pre-resize of the long side (para, spaq)
-    description: str = ""
-    #: the head activation the published file is expected to carry, and how sure that is:
-    #: "code" (the official package and the authors' training code agree), "inferred" (from
-    #: published outputs), "unsure" (the code says sigmoid, its comment ReLU). The file decides.
-    head: str = "sigmoid"
-    head_basis: str = "unsure"
-    # issue 13: a second family. "charm" models come from the hub; "eat" weights are user-supplied.
-    family: str = "charm"
-    resample: str = ""  #: EAT: the official 224x224 resize filter (bicubic for AVA, bilinear for TAD66K)
-
-    @property
-    def needs_local_file(self) -> bool:
-        """Whether the weights cannot come from the hub (the user brings the file)."""
-        return self.family != "charm"
-
-    def to_score(self, outputs: Any, activation: str = "sigmoid") -> Any:
-        """Map activated outputs (…, C) — a torch tensor — to the training set's rating scale.
-
-        A distribution head gives the expectation over the grades (the official ``mean_score``).
-        A one-output *sigmoid* head predicts a 0..1 fraction of the scale, so it is multiplied by
-        the data set's factor. Any other one-output head (ReLU, Identity, …) was trained to output
-        the rating itself: its raw output is the score, as the official package reports it.
-        """
-        if self.grades:
-            import torch
-
-            grades = torch.tensor(self.grades, dtype=torch.float32, device=outputs.device)
-            return (outputs.float() * grades).sum(dim=-1)
-        if self.family == "eat":  # issue 13: EAT's raw Linear output, trained against the score / factor
-            return outputs[..., 0] * self.factor
-        if activation == AADB_ATTRIBUTES:  # the attribute head: its score output is a sigmoid
-            return outputs[..., -3] * self.factor
-        return outputs[..., 0] * self.factor if activation == "sigmoid" else outputs[..., 0]
-
-    def score_rule(self, activation: str = "sigmoid") -> str:
-        """The rule of :meth:`to_score` in words, for `charm models` and `charm show`."""
-        if self.grades:
-            return f"expectation over grades {self.grades[0]:g}..{self.grades[-1]:g}"
-        if self.family == "eat":
-            return f"raw output x {self.factor:g}"
-        if activation == AADB_ATTRIBUTES:
-            return "score output (third from the end)"
-        if activation == "sigmoid":
-            return f"output x {self.factor:g}" if self.factor != 1 else "output"
-        return "raw output (no factor)"
-
-
-# score grades of the distribution heads, as the official mean_score (arange in float32)
-_PARA = tuple(1.0 + 0.5 * i for i in range(9))  # 1.0, 1.5, …, 5.0
-_AVA = tuple(float(i) for i in range(1, 11))  # 1 … 10
-
-MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in [
-        ModelSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..1",
-                  factor=1.0, head_basis="code", description="AADB: aesthetic attributes, photography-oriented"),
-        ModelSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "1..10",
-                  factor=10.0, head="relu", head_basis="inferred", description="TAD66K: theme-aware aesthetics"),
-        ModelSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, "1..5",
-                  grades=_PARA, resize_max_side=1024, head="softmax", head_basis="code",
-                  description="PARA: personalised aesthetics, score distribution 1..5"),
-        ModelSpec("baid", "baid_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..10",
-                  factor=10.0, description="BAID: artistic images"),
-        ModelSpec("spaq", "spaq_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..100",
-                  factor=100.0, resize_max_side=1024, description="SPAQ: smartphone photo quality"),
-        ModelSpec("koniq10k", "koniq10k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1,
-                  "0..5", factor=5.0, description="KonIQ-10k: technical image quality"),
-        ModelSpec("ava", "Ava_large_charm.pth", "dino_large.pt", "vit_large_patch14_dinov2", 513, 10, "1..10",
-                  grades=_AVA, head="softmax", head_basis="code", description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
-        # EAT (ACMMM 2023): the file names the authors publish on their drive; no position table
-        ModelSpec("eat-ava", "AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth", "", "dat_base", 0, 10, "1..10",
-                  grades=_AVA, family="eat", resample="bicubic", head="identity", head_basis="code",
-                  description="EAT, AVA: aesthetics, deformable attention at 224 px, distribution 1..10"),
-        ModelSpec("eat-tad66k", "TAD66K_AOT_vacc_0.6882_srcc_0.5171_vlcc_0.5460.pth", "", "dat_base", 0, 1,
-                  "0..10", factor=10.0, family="eat", resample="bilinear", head="identity", head_basis="code",
-                  description="EAT, TAD66K: theme-aware aesthetics, deformable attention at 224 px"),
-    ]
-}  # fmt: skip
+#: every published model, by name: each family lists its own (a new family adds its list here)
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (*charm_specs.SPECS, *eat_specs.SPECS)}
 MODEL_NAMES: list[str] = list(MODELS)
 DEFAULT_MODEL = "aadb"
 
@@ -131,7 +45,7 @@ def get_spec(name: str) -> ModelSpec:
 def describe_head(num_classes: int, activation: str, args: dict[str, Any] | None, spec: ModelSpec | None,
                   source: str = "checkpoint") -> str:
     """One line for a head: ``1 output, ReLU -> raw output (no factor)``."""
-    from charmcli.model.activations import describe
+    from charmcli.model.charm.activations import describe
 
     n = f"{num_classes} output{'s' if num_classes > 1 else ''}"
     rule = spec.score_rule(activation) if spec else "output"
@@ -139,8 +53,8 @@ def describe_head(num_classes: int, activation: str, args: dict[str, Any] | None
     return f"{n}, {describe(activation, args)}{note} -> {rule}"
 
 
-def charm_cache_dir() -> Path:
-    """Where converted checkpoints are cached (``CHARM_CACHE_DIR`` overrides)."""
+def converted_cache_dir() -> Path:
+    """Where converted Charm checkpoints are cached (``CHARM_CACHE_DIR`` overrides)."""
     if os.environ.get("CHARM_CACHE_DIR"):
         return Path(os.environ["CHARM_CACHE_DIR"])
     from platformdirs import user_cache_dir
@@ -156,7 +70,7 @@ def recorded_config(checkpoint_id: str) -> dict[str, Any] | None:
     """
     import json
 
-    path = charm_cache_dir() / f"{checkpoint_id}.safetensors"
+    path = converted_cache_dir() / f"{checkpoint_id}.safetensors"
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
@@ -190,7 +104,7 @@ def expected_head(name: str) -> dict[str, str]:
     the downloaded checkpoint, else what the authors' code and published outputs suggest."""
     spec = get_spec(name)
     cfg = recorded_config(cid) if (cid := hub_checkpoint_id(name)) else None
-    from charmcli.model.activations import describe
+    from charmcli.model.charm.activations import describe
 
     if cfg:
         activation, basis = cfg["activation"], "file"
@@ -306,15 +220,19 @@ def fetch(filename: str, model: str, *, downloading: bool = False) -> Path:
         return _download(filename)
     except OSError as exc:
         where = f"{filename} from {HUB_REPO}, which is not in the hub cache ({hub_cache_dir()}), and {exc}"
+        spec = MODELS.get(model)
         if downloading:
             advice = ("connect to the network and run this again, or copy the file from a connected "
                       "machine's hub cache (same HF_HOME)")  # fmt: skip
         else:
-            spec = MODELS.get(model)
             files = f"--checkpoint {spec.filename} --pos-embed {spec.pos_filename}" if spec else "--checkpoint FILE"
             advice = (f"on a connected machine run `charm models download {model}`, or use local files: "
                       f"{files} (or set CHARM_CHECKPOINT and CHARM_POS_EMBED)")  # fmt: skip
-        raise ModelUnavailableError(f"model {model!r} needs {where}; {advice}") from None
+        local = f"Scorer.from_files({spec.filename!r}, {spec.pos_filename!r})" if spec else "Scorer.from_files(FILE)"
+        python = (f"on a connected machine call Scorer.from_pretrained({model!r}) once, or load local files: "
+                  f"{local}")  # fmt: skip
+        raise ModelUnavailableError(f"model {model!r} needs {where}; {advice}",
+                                    python_advice=f"model {model!r} needs {where}; {python}") from None
 
 
 def position_table_for(width: int, fallback: str) -> str:

@@ -31,6 +31,7 @@ from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY, Chai
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL, REJECTED
 from charmcli.cull.report import camera_name
 from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_number, read_sidecar, sidecar_path
+from charmcli.flags import DEFAULT_LIMITS, FLAG_NAMES, Limits, parse_names
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, select
 from charmcli.store import Store, check_date
@@ -56,14 +57,23 @@ class DeskFilter:
     until: str | None = None
     camera: str | None = None
     folder: str | None = None
+    hide: frozenset[str] = frozenset()  #: leave out photos with any of these technical flags
+    only: str | None = None  #: only photos with this technical flag
 
     @property
     def empty(self) -> bool:
         return all(v is None for v in (self.min_score, self.since, self.until, self.camera, self.folder))
 
+    def shows(self, flags: Sequence[str]) -> bool:
+        """Do the flag filters let a photo with these flags through?"""
+        return not (self.hide & set(flags)) and (self.only is None or self.only in flags)
+
     @classmethod
     def from_query(cls, query: dict[str, str]) -> DeskFilter:
-        """Parse ``?min_score=&since=&until=&camera=&folder=``; blanks mean "no constraint"."""
+        """Parse ``?min_score=&since=&until=&camera=&folder=&hide=&only=``; blanks mean "no constraint".
+
+        ``hide`` is a comma-separated list of flag names (``all``: every flag), ``only`` one name.
+        """
         values = {k: (query.get(k) or "").strip() or None for k in ("min_score", "since", "until", "camera", "folder")}
         score = None
         if values["min_score"] is not None:
@@ -79,7 +89,15 @@ class DeskFilter:
                     values[key] = check_date(values[key])
                 except ValueError as exc:
                     raise DeskError(f"{key}: {exc}") from None
-        return cls(score, values["since"], values["until"], values["camera"], values["folder"])
+        hide_text = (query.get("hide") or "").strip()
+        only = (query.get("only") or "").strip().lower() or None
+        try:
+            hide = frozenset(FLAG_NAMES) if hide_text.lower() == "all" else frozenset(parse_names(hide_text))
+            if only is not None:
+                parse_names(only)
+        except ValueError as exc:
+            raise DeskError(str(exc)) from None
+        return cls(score, values["since"], values["until"], values["camera"], values["folder"], hide, only)
 
 
 class Desk:
@@ -96,8 +114,10 @@ class Desk:
         gap: float = DEFAULT_MAX_GAP_S,
         similarity: float = DEFAULT_MIN_SIMILARITY,
         chain: Chain = "previous",
+        flag_limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.store = store
+        self.flag_limits = flag_limits
         self.model = model
         self.roots = [os.path.abspath(p) for p in paths]
         self.sidecar: SidecarStyle = sidecar
@@ -116,7 +136,7 @@ class Desk:
     def _query(self, flt: DeskFilter | None = None, **attach: bool) -> Query:
         f = flt or DeskFilter()
         return Query(model=self.model, min_score=f.min_score, since=f.since, until=f.until, camera=f.camera,
-                     folder=f.folder, paths=self.roots, **attach)  # fmt: skip
+                     folder=f.folder, paths=self.roots, flag_limits=self.flag_limits, **attach)  # fmt: skip
 
     def refresh(self) -> None:
         """Re-read the selection from the store (new scores, files gone) and regroup it."""
@@ -152,6 +172,8 @@ class Desk:
                 "group_size": g.size,
                 "group_pos": pos,
                 "best": g.size > 1 and g.best.id == row["id"],
+                "flags": row["flags"],
+                "flag_reasons": row["flag_reasons"],
                 # private: what the image routes need (never sent to the page)
                 "_sha256": row["sha256"],
                 "_size": row["size"],
@@ -187,7 +209,12 @@ class Desk:
         else:
             narrowed = select(self.store, self._query(flt, embeddings=False, percentiles=False, decisions=False))
             keep = {row["id"] for row in narrowed.rows}
-        return [self.public(entries[i]) for i in order if keep is None or i in keep]
+        flagged = flt or DeskFilter()
+        return [
+            self.public(entries[i])
+            for i in order
+            if (keep is None or i in keep) and flagged.shows(entries[i]["flags"])
+        ]
 
     def entry(self, photo_id: int) -> dict[str, Any]:
         """The desk's entry for ``photo_id`` (private fields included), or a 404 :class:`DeskError`."""
@@ -216,6 +243,7 @@ class Desk:
             "sidecar": self.sidecar,
             "pick_label": self.pick_label,
             "labels": list(LABELS),
+            "flags": {name: sum(name in e["flags"] for e in entries) for name in FLAG_NAMES},
         }
 
     # -- decisions -----------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class ImageError(Exception):
         self.status = status
 
 
-def default_cache_dir() -> Path:
+def picture_cache_dir() -> Path:
     """``$CHARM_REVIEW_CACHE``, else ``<user data dir>/charm/review-cache`` (next to charm.db)."""
     env = os.environ.get("CHARM_REVIEW_CACHE")
     if env:
@@ -76,7 +76,7 @@ class ImageCache:
     """Renderings of desk entries (dicts with ``path``, ``_sha256``, ``_size``)."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = Path(root) if root is not None else picture_cache_dir()
         self._decodes = threading.BoundedSemaphore(MAX_DECODES)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()

@@ -2,8 +2,8 @@
 
 * :mod:`.db` — the connection, the write transaction, value escaping, applying migrations;
 * :mod:`.migrations` — the schema as named steps (append one to change it);
-* :mod:`.rows` — the typed rows callers write (:class:`PhotoRow`, :class:`ScoreRow`, …) and the
-  ranking filter;
+* :mod:`.rows` — the typed rows callers write (:class:`PhotoRow`, :class:`ScoreRow`, …), the
+  typed rows reads return (:class:`StoredPhoto`, :class:`RankedPhoto`, …) and the ranking filter;
 * :mod:`.writes` — typed rows → SQL (the only place a write statement is written);
 * :mod:`.tables` — :class:`Store` (lookups, rankings over the ``latest_scores`` view, counts) and
   :class:`BatchWriter`.
@@ -20,10 +20,16 @@ from charmcli.store.rows import (
     DecisionRow,
     FailureCleared,
     FailureRow,
+    MeasuresRow,
     PhotoDropped,
     PhotoRow,
     PhotoSeen,
+    RankedPhoto,
     ScoreRow,
+    StoredDecision,
+    StoredFailure,
+    StoredPhoto,
+    StoredScore,
     TopFilter,
     WriteRow,
     check_date,
@@ -42,13 +48,19 @@ __all__ = [
     "DecisionRow",
     "FailureCleared",
     "FailureRow",
+    "MeasuresRow",
     "Migration",
     "PhotoDropped",
     "PhotoRow",
     "PhotoSeen",
+    "RankedPhoto",
     "ScoreRow",
     "Store",
     "StoreError",
+    "StoredDecision",
+    "StoredFailure",
+    "StoredPhoto",
+    "StoredScore",
     "TopFilter",
     "WriteRow",
     "check_date",

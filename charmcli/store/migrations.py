@@ -151,6 +151,23 @@ def m004_camera_model(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE photos RENAME COLUMN model TO camera_model")
 
 
+@migration
+def m005_measures(db: sqlite_utils.Database) -> None:
+    """``measures``: a photo content's technical measures (focus, motion, exposure, faces).
+
+    Keyed by content and by the version of what measured it (the pixel measures and the face
+    detector), so an unchanged file is never measured twice and a new detector measures again.
+    ``measures`` is a JSON object of numbers (``null`` = not measured); flags are derived from it
+    when shown, under limits the user may change.
+    """
+    db.create_table(
+        "measures",
+        {"sha256": str, "version": str, "measures": str, "measured_at": str},
+        pk=("sha256", "version"),
+        not_null={"measures", "measured_at"},
+    )
+
+
 # New migrations go above this line.
 
 #: The version a database has once every migration ran.

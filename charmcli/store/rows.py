@@ -1,7 +1,12 @@
-"""The store's typed rows: what callers hand in to be written, and the filter rankings take.
+"""The store's typed rows: what callers hand in to be written, what lookups hand back, and the
+filter rankings take.
 
-A write is one of these objects (:data:`WriteRow`); the store alone turns it into SQL
-(:mod:`.writes`). Nothing here knows tensors or files: embeddings arrive as float16 bytes.
+A write is one of the dataclasses (:data:`WriteRow`); the store alone turns it into SQL
+(:mod:`.writes`). A read returns a ``TypedDict`` (:class:`StoredPhoto`, :class:`StoredScore`,
+:class:`StoredFailure`, :class:`StoredDecision`, :class:`RankedPhoto`): plain dicts at run time,
+typed keys for a reader and a type checker; ``tests/store`` checks them against the schema, so a
+migration that adds a column adds it here too. Nothing here knows tensors or files: embeddings
+arrive as float16 bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 #: Columns of ``photos`` that come from EXIF (:class:`~charmcli.library.metadata.PhotoMeta` fields).
 META_COLUMNS = (
@@ -90,6 +95,15 @@ class FailureRow:
     options: str | None = None
 
 
+@dataclass
+class MeasuresRow:
+    """The technical measures of one file content, by the version that measured them."""
+
+    sha256: str
+    version: str  #: what measured them (pixel measures + face detector)
+    values: dict[str, float | int | None]  #: plain numbers; ``None`` = not measured
+
+
 @dataclass(frozen=True)
 class PhotoSeen:
     """An unchanged file was seen again (its ``last_seen`` moves)."""
@@ -123,7 +137,92 @@ class DecisionRow:
 
 
 #: Everything :meth:`Store.write <charmcli.store.Store.write>` and ``BatchWriter.add`` accept.
-WriteRow = PhotoRow | ScoreRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+WriteRow = PhotoRow | ScoreRow | MeasuresRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+
+
+# -- rows out (what lookups and rankings return) -----------------------------------------------
+
+
+class StoredPhoto(TypedDict):
+    """A ``photos`` row: one file as last read (``width``/``height`` as displayed)."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int | None
+    height: int | None
+    date_taken: str | None
+    make: str | None
+    camera_model: str | None
+    lens: str | None
+    focal_length: float | None
+    f_number: float | None
+    exposure_time: float | None
+    iso: int | None
+    orientation: int | None
+    format: str | None
+    first_seen: str
+    last_seen: str
+
+
+class StoredScore(TypedDict):
+    """A ``scores`` row (also the shape of a ``latest_scores`` row)."""
+
+    id: int
+    sha256: str
+    model: str  #: the scoring model
+    checkpoint_id: str
+    preprocess: str
+    score: float
+    outputs: str  #: JSON list of floats
+    n_tokens: int | None
+    input_width: int | None
+    input_height: int | None
+    token_path: str | None
+    kept_cells: str  #: JSON [[row, col], ...]
+    cell_size: int | None
+    embedding: bytes | None
+    seconds: float | None
+    scored_at: str
+
+
+class StoredFailure(TypedDict):
+    """A ``failures`` row."""
+
+    id: int
+    path: str
+    sha256: str | None
+    reason: str
+    kind: str | None
+    size: int | None
+    mtime_ns: int | None
+    options: str | None
+    failed_at: str
+
+
+class StoredDecision(TypedDict):
+    """A ``decisions`` row."""
+
+    path: str
+    sha256: str | None
+    rating: int | None
+    label: str | None
+    source: str
+    decided_at: str
+
+
+class RankedPhoto(StoredPhoto):
+    """A photo with its latest score for one scoring model (``Store.iter_ranked``)."""
+
+    score: float
+    model: str  #: the scoring model
+    checkpoint_id: str
+    preprocess: str
+    scored_at: str
+    embedding: bytes | None  #: float16 CLS vector; None unless asked for
+    measures: dict[str, Any] | None  #: the content's latest technical measures, or None
 
 
 @dataclass

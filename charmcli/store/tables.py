@@ -12,14 +12,34 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from charmcli.store.db import Database, db_params, db_row, from_db, now_iso, to_db
-from charmcli.store.rows import DecisionRow, TopFilter, WriteRow, check_date
+from charmcli.store.rows import (
+    DecisionRow,
+    RankedPhoto,
+    StoredDecision,
+    StoredFailure,
+    StoredPhoto,
+    StoredScore,
+    TopFilter,
+    WriteRow,
+    check_date,
+)
 from charmcli.store.writes import statement
+
+
+def parse_measures(text: str | None) -> dict[str, Any] | None:
+    """A stored measures column (JSON object of numbers) as a mapping; ``None`` stays ``None``."""
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
+
 
 #: A row with the time to stamp it with (ISO UTC).
 Stamped = tuple[WriteRow, str]
@@ -33,24 +53,33 @@ class Store(Database):
 
     # -- lookups (cheap; called per file) ----------------------------------------------------
 
-    def photo_by_path(self, path: str) -> dict[str, Any] | None:
-        return self.one("SELECT * FROM photos WHERE path = ?", (path,))
+    def photo_by_path(self, path: str) -> StoredPhoto | None:
+        return cast("StoredPhoto | None", self.one("SELECT * FROM photos WHERE path = ?", (path,)))
 
-    def photo_by_sha(self, sha256: str) -> dict[str, Any] | None:
+    def photo_by_sha(self, sha256: str) -> StoredPhoto | None:
         """Any photo row with this content (for copying dimensions/metadata to a moved file)."""
-        return self.one("SELECT * FROM photos WHERE sha256 = ? ORDER BY last_seen DESC LIMIT 1", (sha256,))
+        sql = "SELECT * FROM photos WHERE sha256 = ? ORDER BY last_seen DESC LIMIT 1"
+        return cast("StoredPhoto | None", self.one(sql, (sha256,)))
 
-    def score_for(self, sha256: str, model: str, checkpoint_id: str, preprocess: str) -> dict[str, Any] | None:
-        return self.one(
-            "SELECT * FROM scores WHERE sha256 = ? AND model = ? AND checkpoint_id = ? AND preprocess = ?",
-            (sha256, model, checkpoint_id, preprocess),
-        )
+    def score_for(self, sha256: str, model: str, checkpoint_id: str, preprocess: str) -> StoredScore | None:
+        sql = "SELECT * FROM scores WHERE sha256 = ? AND model = ? AND checkpoint_id = ? AND preprocess = ?"
+        return cast("StoredScore | None", self.one(sql, (sha256, model, checkpoint_id, preprocess)))
 
-    def failure_for(self, path: str) -> dict[str, Any] | None:
-        return self.one("SELECT * FROM failures WHERE path = ?", (path,))
+    def failure_for(self, path: str) -> StoredFailure | None:
+        return cast("StoredFailure | None", self.one("SELECT * FROM failures WHERE path = ?", (path,)))
 
-    def scores_for_sha(self, sha256: str) -> list[dict[str, Any]]:
-        return self.all("SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC", (sha256,))
+    def measures_for(self, sha256: str, version: str | None = None) -> dict[str, Any] | None:
+        """The measures of this content by ``version`` (``None``: the latest of any version), as a
+        mapping of numbers, or ``None`` when it was never measured (that way)."""
+        if version is None:
+            row = self.one("SELECT measures FROM measures WHERE sha256 = ? ORDER BY measured_at DESC LIMIT 1", (sha256,))
+        else:
+            row = self.one("SELECT measures FROM measures WHERE sha256 = ? AND version = ?", (sha256, version))
+        return None if row is None else parse_measures(row["measures"])
+
+    def scores_for_sha(self, sha256: str) -> list[StoredScore]:
+        sql = "SELECT * FROM scores WHERE sha256 = ? ORDER BY model, scored_at DESC"
+        return cast("list[StoredScore]", self.all(sql, (sha256,)))
 
     # -- checkpoint identity memo ------------------------------------------------------------
 
@@ -66,6 +95,14 @@ class Store(Database):
         if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
             return None
         return row
+
+    def checkpoint_ids(self, model: str) -> list[str]:
+        """Every checkpoint the memo has seen for ``model`` (whatever its source), oldest first."""
+        rows = self.conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE model = ? GROUP BY checkpoint_id ORDER BY MIN(seen_at)",
+            (model,),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def remember_checkpoint(self, source: str, file: str, checkpoint_id: str, model: str) -> None:
         try:
@@ -105,14 +142,15 @@ class Store(Database):
         )
         return [(r["model"], r["n"]) for r in rows]
 
-    def iter_ranked(self, flt: TopFilter, *, embeddings: bool = False) -> Iterator[dict[str, Any]]:
+    def iter_ranked(self, flt: TopFilter, *, embeddings: bool = False) -> Iterator[RankedPhoto]:
         """Photo rows with their latest score for ``flt.model``, best first (ties: by path).
 
         Each row is the ``photos`` row plus the score's ``score``, ``model`` (the scoring model),
-        ``checkpoint_id``, ``preprocess`` and ``scored_at``. Filters other than ``folder`` run in
+        ``checkpoint_id``, ``preprocess`` and ``scored_at``, and ``measures`` (the content's latest
+        technical measures as a mapping, or ``None``). Filters other than ``folder`` run in
         SQL; rows stream, so callers can stop after N (and skip files that have vanished) without
-        loading the whole library. ``embeddings`` adds that score's float16 CLS vector as
-        ``embedding`` (bytes or None).
+        loading the whole library. ``embedding`` is that score's float16 CLS vector when
+        ``embeddings`` is asked for, else None (it is large: a library's worth is megabytes).
         """
         where = ["l.model = :model"]
         params: dict[str, Any] = {"model": flt.model}
@@ -144,7 +182,9 @@ class Store(Database):
             where.append("(" + " OR ".join(alternatives) + ")")
         sql = f"""
             SELECT p.*, l.score AS score, l.model AS model, l.checkpoint_id AS checkpoint_id,
-                   l.preprocess AS preprocess, l.scored_at AS scored_at{", l.embedding AS embedding" if embeddings else ""}
+                   l.preprocess AS preprocess, l.scored_at AS scored_at, {"l.embedding" if embeddings else "NULL"} AS embedding,
+                   (SELECT m.measures FROM measures m WHERE m.sha256 = p.sha256
+                    ORDER BY m.measured_at DESC LIMIT 1) AS measures
             FROM photos p JOIN latest_scores l ON l.sha256 = p.sha256
             WHERE {" AND ".join(where)}
             ORDER BY l.score DESC, p.path
@@ -156,9 +196,10 @@ class Store(Database):
             rows = cursor.fetchall()  # fetched under the lock; filtering below is lock-free
         for raw in rows:
             row = db_row(names, raw)
+            row["measures"] = parse_measures(row["measures"])
             if folder is not None and folder not in os.path.dirname(row["path"]).lower():
                 continue
-            yield row
+            yield cast(RankedPhoto, row)
 
     def model_scores(self, model: str) -> list[float]:
         """The latest ``model`` score of every photo row (one per path, as :meth:`iter_ranked` ranks
@@ -228,7 +269,7 @@ class Store(Database):
         """Store ``(path, sha256, rating, label)`` as what the photo's sidecar now says."""
         self.write(DecisionRow(path, sha, rating, label, source) for path, sha, rating, label in decisions)
 
-    def decisions_for(self, paths: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    def decisions_for(self, paths: Sequence[str] | None = None) -> dict[str, StoredDecision]:
         """path → ``{"rating", "label", "source", "decided_at"}`` (all recorded when ``paths`` is None)."""
         if paths is None:
             rows = self.all("SELECT * FROM decisions")
@@ -238,7 +279,7 @@ class Store(Database):
                 chunk = list(paths[start : start + 500])
                 marks = ", ".join("?" * len(chunk))
                 rows += self.all(f"SELECT * FROM decisions WHERE path IN ({marks})", chunk)
-        return {r["path"]: r for r in rows}
+        return {r["path"]: cast(StoredDecision, r) for r in rows}
 
 
 class BatchWriter:

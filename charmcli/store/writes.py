@@ -19,6 +19,7 @@ from charmcli.store.rows import (
     DecisionRow,
     FailureCleared,
     FailureRow,
+    MeasuresRow,
     PhotoDropped,
     PhotoRow,
     PhotoSeen,
@@ -41,6 +42,7 @@ _PHOTO_SQL = _upsert("photos", (*PHOTO_COLUMNS, "first_seen", "last_seen"), ("pa
 _SCORE_SQL = _upsert("scores", (*SCORE_COLUMNS, "scored_at"), ("sha256", "model", "checkpoint_id", "preprocess"))
 _FAILURE_COLUMNS = ("path", "sha256", "reason", "kind", "size", "mtime_ns", "options", "failed_at")
 _FAILURE_SQL = _upsert("failures", _FAILURE_COLUMNS, ("path",))
+_MEASURES_SQL = _upsert("measures", ("sha256", "version", "measures", "measured_at"), ("sha256", "version"))
 _DECISION_SQL = _upsert("decisions", ("path", "sha256", "rating", "label", "source", "decided_at"), ("path",))
 
 
@@ -83,6 +85,11 @@ def _(row: ScoreRow, when: str) -> Statement:
         when,
     ]
     return _SCORE_SQL, values
+
+
+@statement.register
+def _(row: MeasuresRow, when: str) -> Statement:
+    return _MEASURES_SQL, (row.sha256, row.version, json.dumps(row.values, sort_keys=True), when)
 
 
 @statement.register

@@ -18,7 +18,7 @@ from cli_helpers import make_photo
 from PIL import Image
 from rich.cells import cell_len
 
-from charmcli import pipeline
+from charmcli import work
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--max-side", "256"]
@@ -200,7 +200,7 @@ def test_a_long_native_resolution_photo_is_announced_before_its_work(cli, tmp_pa
     lib = tmp_path / "lib"
     make_photo(lib / "big.jpg", seed=1, size=(400, 300))
     make_photo(lib / "small.jpg", seed=2, size=(80, 60))
-    monkeypatch.setattr(pipeline, "LONG_NATIVE_PIXELS", 100_000)  # 400x300 counts as "long" here
+    monkeypatch.setattr(work, "LONG_NATIVE_PIXELS", 100_000)  # 400x300 counts as "long" here
     result = cli("score", lib, *model_args, "--max-side", "0")
     assert result.exit_code == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if "native resolution" in line]

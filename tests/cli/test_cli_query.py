@@ -11,13 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from charmcli.cli import app
+from charmcli.model.registry import MODELS
 from charmcli.store import Store
 
 SMALL = ["--max-side", "256"]
 TOP_KEYS = {
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label", "flags",
 }  # fmt: skip
 
 
@@ -41,7 +45,7 @@ def names(rows: list[dict]) -> list[str]:
 def test_top_ranks_best_first_with_the_contract_shape(cli, scored):
     rows = top_json(cli, "5")
     assert len(rows) == 5 and [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
-    assert all(set(r) == TOP_KEYS for r in rows)
+    assert all(set(r) == TOP_KEYS | {"measures"} for r in rows)  # CSV has no room for the measures
     expected = sorted(scored, key=lambda n: (-scored[n]))[:5]
     assert names(rows) == expected
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
@@ -215,12 +219,13 @@ def test_show_finds_a_copy_by_content_and_says_when_unknown(cli, scored, library
 
 def test_models_lists_and_download_offline_fails_in_one_line(cli):
     rows = json.loads(cli("models", "--json").stdout)
-    assert {r["name"] for r in rows} >= {"aadb", "para", "ava"}
+    assert sorted(r["name"] for r in rows) == sorted(MODELS)  # every model the registry knows
     assert all(r["cached"] is False for r in rows)  # private, empty hub cache
     assert "aadb (default)" in cli("models").stdout
-    result = cli("models", "download", "aadb")
-    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
-    assert "aadb_charm.pth" in result.stderr
+    for name, spec in MODELS.items():
+        result = cli("models", "download", name)
+        assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0, (name, result.stderr)
+        assert spec.filename in result.stderr, name
     assert "charm models download" not in result.stderr  # never "run the command you just ran"
     assert cli("models", "download", "nope").exit_code == 2
 
@@ -246,11 +251,35 @@ def test_unusable_database_is_one_line(cli, tmp_path):
     assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
 
 
+def every_command(command=None, path: tuple[str, ...] = ()):
+    """(argv prefix, click command) for the app and every command and subcommand Typer built from it."""
+    command = command or typer.main.get_command(app)
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from every_command(sub, (*path, name))
+
+
 def test_help_and_version(cli):
     assert cli("--version").stdout.startswith("charm ")
-    help_text = cli("--help").stdout
-    for command in ("score", "top", "compare", "show", "models", "stats", "forget"):
-        assert command in help_text
+    commands = list(every_command())
+    assert {p for p, _c in commands} >= {("score",), ("top",), ("models", "download"), ("cluster", "score")}
+    for path, _command in commands:
+        if path:  # each group's help names its commands
+            assert path[-1] in cli(*path[:-1], "--help").stdout
+
+
+@pytest.mark.parametrize("columns", [40, 80, 200])
+def test_every_command_help_fits_80_columns_in_any_terminal(columns):
+    """Every command's help: exit 0, every option it takes named, no line over 80 (40 and 200 too)."""
+    for path, command in every_command():
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": str(columns)})
+        assert result.exit_code == 0, (path, result.output)
+        lines = result.stdout.splitlines()
+        assert lines and max(map(len, lines)) <= 80, (path, max(lines, key=len))
+        for param in command.params:
+            if not getattr(param, "hidden", False):
+                options = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("-")]
+                assert all(o in result.stdout for o in options), (path, options)
 
 
 @pytest.mark.slow

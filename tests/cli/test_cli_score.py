@@ -11,6 +11,7 @@ import pytest
 from cli_helpers import make_photo
 
 import charmcli.pipeline as pipeline_mod
+import charmcli.work as work_mod
 from charmcli.library.scan import SUPPORTED_EXTENSIONS
 from charmcli.store import Store
 
@@ -29,7 +30,7 @@ def forbid(monkeypatch, *names: str) -> None:
         raise AssertionError("the file should not have been read or decoded")
 
     for name in names:
-        monkeypatch.setattr(pipeline_mod, name, boom)
+        monkeypatch.setattr(work_mod, name, boom)
 
 
 def test_first_run_scores_everything_and_json_has_the_contract_shape(cli, library, model_args):
@@ -68,6 +69,25 @@ def test_cached_run_needs_no_model_load(cli, library, model_args, monkeypatch):
     assert cli("score", library, *model_args, *SMALL).exit_code == 0
 
 
+def test_fully_cached_rerun_without_checkpoint_needs_no_model(cli, library, model_args):
+    """Scored with local files, then run again without --checkpoint (offline, no hub cache): nothing
+    is to be scored, so the model is not needed and every score is the one stored."""
+    first = lines(cli("score", library, *model_args, *SMALL, "--json"))
+    result = cli("score", library, *SMALL, "--json")
+    assert result.exit_code == 0, result.stderr
+    again = lines(result)
+    assert [e["status"] for e in again] == ["cached"] * len(first)
+    assert [e["score"] for e in again] == [e["score"] for e in first]
+
+
+def test_rerun_without_checkpoint_still_needs_the_model_for_a_new_photo(cli, library, model_args):
+    cli("score", library, *model_args, *SMALL)
+    make_photo(library / "misc" / "new.jpg", seed=9)
+    result = cli("score", library, *SMALL)
+    assert result.exit_code == 2
+    assert "aadb_charm.pth" in result.stderr and "not in the hub cache" in result.stderr
+
+
 def test_moved_renamed_and_copied_files_reuse_scores_without_decoding(cli, library, model_args, monkeypatch):
     before = {Path(e["path"]).name: e["score"] for e in lines(cli("score", library, *model_args, *SMALL, "--json"))}
     (library / "2023" / "a.jpg").rename(library / "misc" / "renamed.jpg")
@@ -88,6 +108,20 @@ def test_edited_file_is_rescored(cli, library, model_args):
     target = library / "2024" / "c.jpg"
     make_photo(target, seed=99)
     os.utime(target, ns=(1, 1_000_000_000))  # a different mtime, whatever the clock resolution
+    events = {Path(e["path"]).name: e for e in lines(cli("score", library, *model_args, *SMALL, "--json"))}
+    assert events["c.jpg"]["status"] == "scored"
+    assert events["c.jpg"]["sha256"] != before["c.jpg"]["sha256"]
+    assert [e["status"] for n, e in events.items() if n != "c.jpg"] == ["cached"] * 7
+
+
+def test_an_edit_that_keeps_the_mtime_is_rescored(cli, library, model_args):
+    """``cp -p``, ``rsync -t``, ``touch -r`` and restores from backup keep a file's mtime: its size tells."""
+    before = {Path(e["path"]).name: e for e in lines(cli("score", library, *model_args, *SMALL, "--json"))}
+    target = library / "2024" / "c.jpg"
+    old = target.stat()
+    make_photo(target, seed=99)
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert target.stat().st_mtime_ns == old.st_mtime_ns and target.stat().st_size != old.st_size
     events = {Path(e["path"]).name: e for e in lines(cli("score", library, *model_args, *SMALL, "--json"))}
     assert events["c.jpg"]["status"] == "scored"
     assert events["c.jpg"]["sha256"] != before["c.jpg"]["sha256"]

@@ -16,8 +16,8 @@ from charmcli.cluster.driver import ClusterJob, check_identity, job_config, plan
 from charmcli.cluster.importer import import_dir
 from charmcli.cluster.inputs import InputError, _list_url, list_inputs
 from charmcli.cluster.output import SCHEMA, OutputDir, OutputError, dedupe
-from charmcli.pipeline import ScoreOptions
 from charmcli.store import Store
+from charmcli.work import ScoreOptions
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

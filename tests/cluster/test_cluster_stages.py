@@ -20,7 +20,7 @@ from charmcli.cluster.stages import (
     write_stage,
 )
 from charmcli.library.decode import decode_image, read_bytes
-from charmcli.pipeline import ScoreOptions
+from charmcli.work import ScoreOptions
 
 from shared_paths import CONFORMANCE, PHOTOS
 
@@ -46,9 +46,9 @@ def stages(options, tmp_path_factory):
 def test_tokens_survive_the_trip_between_processes(stages):
     prepare, _ = stages
     image = Image.open(PHOTOS / "DSCN0010.jpg").convert("RGB")
-    t = prepare.scorer.prepare(image)
+    t = prepare.preparer.prepare(image)
     back = unpack_tokens(pack_tokens(t))
-    assert back.path == t.path and back.input_size == t.input_size and back.grid28 == t.grid28
+    assert back.route == t.route and back.input_size == t.input_size and back.grid28 == t.grid28
     for name in ("tokens", "pos_embed", "scale_ids", "kept_cells"):
         a, b = getattr(t, name), getattr(back, name)
         assert a.dtype == b.dtype and np.array_equal(a.numpy(), b.numpy()), name
@@ -114,7 +114,8 @@ def test_url_paths_are_read_through_pyarrow(stages):
 
 def test_network_batches_by_length_and_survives_a_failing_batch(stages):
     prepare, stage = stages
-    assert prepare.scorer.network is None  # a CPU worker holds no weights it never runs
+    # a CPU worker holds no weights it never runs
+    assert not hasattr(prepare, "scorer") and not hasattr(prepare.preparer, "network")
     scorer_batches: list[list[int]] = []
     real = stage.scorer.score_prepared
 
@@ -127,7 +128,7 @@ def test_network_batches_by_length_and_survives_a_failing_batch(stages):
     sizes = [(64, 48), (300, 200), (120, 90)]
     rows = []
     for w, h in sizes:
-        t = prepare.scorer.prepare(Image.new("RGB", (w, h), (w % 256, 40, 90)))
+        t = prepare.preparer.prepare(Image.new("RGB", (w, h), (w % 256, 40, 90)))
         rows.append({"path": f"/x/{w}.png", "status": "ok", "tokens": pack_tokens(t)})
     rows.append({"path": "/x/bad.jpg", "status": "error", "error": "corrupt"})
     try:

@@ -123,9 +123,9 @@ def test_a_blocked_frame_is_never_best_while_an_unblocked_one_exists(rng, blocke
     recs = burst("f", base, 0.0, 4, rng, scores=[0.3, 0.95, 0.6, 0.5])
     recs[1].flags = frozenset({blocker})  # the best-scored frame has closed eyes / is soft / shaken
     recs[2].flags = frozenset({"underexposed"})  # exposure alone does not block (bursts share it)
-    for link in ("previous", "best"):
-        (g,) = find_groups(recs, link=link)
-        assert g.best.id == "f2", link
+    for chain in ("previous", "best"):
+        (g,) = find_groups(recs, chain=chain)
+        assert g.best.id == "f2", chain
     for r in recs:
         r.flags = frozenset({blocker})  # every frame blocked: the score decides again
     (g,) = find_groups(recs)

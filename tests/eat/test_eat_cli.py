@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import charmcli.pipeline as pipeline_mod
+import charmcli.work as work_mod
 from charmcli.model.eat.preprocess import EatPreprocess
 from charmcli.model.registry import HUB_REPO, MODELS
 
@@ -142,13 +142,13 @@ def test_models_lists_both_families(cli, eat_models_dir):
 
 def _count_decodes(monkeypatch) -> list[str]:
     seen: list[str] = []
-    real = pipeline_mod.decode_image
+    real = work_mod.decode_image
 
     def counting(data, *args, **kwargs):
         seen.append(kwargs.get("name", "?"))
         return real(data, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_mod, "decode_image", counting)
+    monkeypatch.setattr(work_mod, "decode_image", counting)
     return seen
 
 

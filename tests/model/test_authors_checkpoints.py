@@ -18,9 +18,9 @@ from PIL import Image
 from torch import nn
 
 from charmcli.model import CheckpointError, Scorer, UnsafeCheckpointError
-from charmcli.model.checkpoint import load_checkpoint, sha256_file
+from charmcli.model.charm.checkpoint import load_checkpoint, sha256_file
+from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable
 from charmcli.model.registry import MODELS
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable
 
 from official_format import build_official_model, reference_forward, save_official, save_pos_table
 from shared_paths import CONFORMANCE

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from charmcli.model import CheckpointError, Scorer, UnsafeCheckpointError
-from charmcli.model.checkpoint import load_checkpoint, load_position_table, map_official_state_dict
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable
+from charmcli.model.charm.checkpoint import load_checkpoint, load_position_table, map_official_state_dict
+from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable
 
 from official_format import build_official_model, reference_forward, save_official, save_pos_table
 

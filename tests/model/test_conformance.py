@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from charmcli.model import Scorer
-from charmcli.model.checkpoint import sha256_file
-from charmcli.model.scorer import image_to_tensor, official_resize
+from charmcli.model.charm.checkpoint import sha256_file
+from charmcli.model.charm.scorer import image_to_tensor, official_resize
 
 from shared_paths import CONFORMANCE, SHARED
 
@@ -87,7 +87,7 @@ def test_tokens_positions_and_mask(scorers, case, ds):
     t = _tokenized(scorers, case, ds)
     assert list(t.input_size) == [r["input_W"], r["input_H"]] == a[f"{ds}_input_size"].tolist()
     assert t.num_tokens == r["n_tokens"]
-    assert t.path == {"normal_flow": "short", "multiscale": "multiscale"}[r["path"]]
+    assert t.route == {"normal_flow": "short", "multiscale": "multiscale"}[r["path"]]
     tokens = torch.cat([torch.zeros(1, 3, 14, 14), t.tokens]).numpy()
     mask = np.concatenate([[0.0], t.scale_ids.numpy()]).astype(np.float32)
     np.testing.assert_array_equal(mask, a[_key(a, ds, "mask")])

@@ -17,7 +17,8 @@ import pytest
 
 from charmcli.model import ModelUnavailableError, Scorer
 from charmcli.model import registry as reg
-from charmcli.model.checkpoint import sha256_file
+from charmcli.model.charm.checkpoint import sha256_file
+from charmcli.model.factory import create_scorer
 
 from shared_paths import CONFORMANCE
 
@@ -40,11 +41,20 @@ def unreachable_hub(monkeypatch):
 
 def test_unreachable_hub_is_one_line_naming_the_file(unreachable_hub, caplog):
     with caplog.at_level(logging.DEBUG), pytest.raises(ModelUnavailableError) as err:
-        Scorer.from_pretrained("tad66k", device="cpu")
+        create_scorer("tad66k", device="cpu")  # what `charm score` builds: the CLI's advice
     msg = str(err.value)
     assert "\n" not in msg and "tad66k_charm.pth" in msg and "unreachable" in msg
     assert "charm models download tad66k" in msg and "CHARM_CHECKPOINT" in msg and "CHARM_POS_EMBED" in msg
     assert not [r for r in caplog.records if r.name.startswith(("huggingface_hub", "httpx", "urllib3"))]
+
+
+def test_offline_from_pretrained_advises_the_python_api(unreachable_hub):
+    with pytest.raises(ModelUnavailableError) as err:
+        Scorer.from_pretrained("tad66k", device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and "unreachable" in msg
+    assert "Scorer.from_files('tad66k_charm.pth', 'dino_small_pos.pt')" in msg
+    assert "--checkpoint" not in msg and "--pos-embed" not in msg and "CHARM_CHECKPOINT" not in msg
 
 
 def test_download_command_does_not_suggest_itself(unreachable_hub):

@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from charmcli.model import MODEL_NAMES, ModelUnavailableError, Scorer
+from charmcli.model.charm.scorer import official_resize, resolve_device
+from charmcli.model.factory import create_scorer
 from charmcli.model.registry import download, get_spec, is_cached
-from charmcli.model.scorer import official_resize, resolve_device
 
 from official_format import build_official_model, save_official, save_pos_table
 
@@ -37,11 +38,31 @@ def test_padded_batches_score_like_single_images(scorer):
 
 def test_result_describes_the_tokenization(scorer):
     r = scorer.score(_img(700, 560, 5))
-    assert r.path == "multiscale" and len(r.kept_cells) == 64 and r.input_size == (700, 560)
+    assert r.route == "multiscale" and len(r.kept_cells) == 64 and r.input_size == (700, 560)
     assert all(0 <= row < 20 and 0 <= col < 25 for row, col in r.kept_cells)
     assert r.embedding.dtype.name == "float16" and r.embedding.shape == (64,)
     small = scorer.score(_img(50, 40, 6))
-    assert small.path == "short" and small.kept_cells == [] and small.n_tokens == 1 + 4 * 3
+    assert small.route == "short" and small.kept_cells == [] and small.n_tokens == 1 + 4 * 3
+
+
+def test_result_carries_the_head_input_that_gives_its_outputs(scorer):
+    r = scorer.score(_img(300, 200, 7))
+    assert r.head_input is not None and r.head_input.shape == (2 * 64,)  # [CLS, mean of patches]
+    assert (r.head_input[:64].astype("float16") == r.embedding).all()
+    with torch.inference_mode():
+        outputs = scorer.network.activate(scorer.network.head(torch.from_numpy(r.head_input)[None]))
+    assert outputs[0].tolist() == pytest.approx(r.outputs, abs=1e-6)
+
+
+def test_every_family_is_a_scorer_with_a_weight_free_preparer(scorer):
+    from charmcli.model import CharmScorer, Preparer
+
+    assert isinstance(scorer, CharmScorer) and isinstance(scorer, Scorer)
+    preparer = scorer.preparer()
+    assert isinstance(preparer, Preparer) and not isinstance(preparer, Scorer)
+    assert not hasattr(preparer, "network") and preparer.preprocess_key == scorer.preprocess_key
+    image = _img(120, 90, 8)
+    assert torch.equal(preparer.prepare(image).tokens, scorer.prepare(image).tokens)
 
 
 def test_official_resize_rule():
@@ -80,7 +101,7 @@ def test_offline_hub_gives_one_actionable_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert not is_cached("aadb")
     with pytest.raises(ModelUnavailableError) as err:
-        Scorer.from_pretrained("aadb", device="cpu")
+        create_scorer("aadb", device="cpu")  # what `charm score` builds; Scorer.from_pretrained: test_hub_offline
     msg = str(err.value)
     assert "\n" not in msg and "charm models download aadb" in msg and "--checkpoint" in msg
     with pytest.raises(ModelUnavailableError):
@@ -96,8 +117,8 @@ def test_cuda_request_without_cuda():
 
 
 def test_gpu_batch_size_follows_free_memory_and_sequence_length():
-    from charmcli.model.checkpoint import NetworkConfig
-    from charmcli.model.scorer import batch_for_memory
+    from charmcli.model.charm.checkpoint import NetworkConfig
+    from charmcli.model.charm.scorer import batch_for_memory
 
     small = NetworkConfig(dim=384, depth=12, heads=6, mlp_hidden=1536, num_classes=1, activation="sigmoid")
     large = NetworkConfig(dim=1024, depth=24, heads=16, mlp_hidden=4096, num_classes=10, activation="softmax")

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable, _size_28, frequency_metric
+from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable, _size_28, frequency_metric
 
 
 def table(dim: int = 8, side: int = 37, seed: int = 0) -> PositionTable:
@@ -35,7 +35,7 @@ def noise(h: int, w: int, seed: int = 0) -> torch.Tensor:
 def test_short_path_is_row_major_with_zero_padding():
     img = noise(30, 45)
     t = CharmTokenizer(table(), 1025)(img)
-    assert t.path == "short" and t.num_tokens == 1 + 3 * 4
+    assert t.route == "short" and t.num_tokens == 1 + 3 * 4
     assert torch.equal(t.tokens[0], img[:, :14, :14])
     assert torch.equal(t.tokens[1], img[:, :14, 14:28])
     last = t.tokens[-1]  # bottom-right: 2 real rows and 3 real columns, the rest zeros
@@ -47,9 +47,9 @@ def test_short_path_is_row_major_with_zero_padding():
 def test_budget_boundary_picks_the_path():
     # 25 x 41 = 1025 patches -> short; 26 x 41 = 1066 -> multi-scale (budget 1025)
     tok = CharmTokenizer(table(), 1025)
-    assert tok(noise(25 * 14, 41 * 14)).path == "short"
-    assert tok(noise(25 * 14 + 1, 41 * 14)).path == "multiscale"
-    assert CharmTokenizer(table(), 513)(noise(20 * 14, 26 * 14)).path == "multiscale"
+    assert tok(noise(25 * 14, 41 * 14)).route == "short"
+    assert tok(noise(25 * 14 + 1, 41 * 14)).route == "multiscale"
+    assert CharmTokenizer(table(), 513)(noise(20 * 14, 26 * 14)).route == "multiscale"
 
 
 def test_pad_or_crop_rule():
@@ -136,7 +136,7 @@ def test_token_counts_follow_the_formula_of_each_path(h, w, budget):
     assert t.scale_ids.shape == (t.num_tokens - 1,)
     n14 = math.ceil(h / 14) * math.ceil(w / 14)
     if n14 <= budget:
-        assert t.path == "short" and t.num_tokens == n14 + 1 and t.scale_ids.sum() == 0
+        assert t.route == "short" and t.num_tokens == n14 + 1 and t.scale_ids.sum() == 0
     else:
         rows, cols = t.grid28
         ph, pw = rows * 28, cols * 28
@@ -178,7 +178,7 @@ def reference_multiscale(image: torch.Tensor, pos: PositionTable) -> tuple[torch
 def test_banded_tokenizer_matches_the_plain_whole_image_version(monkeypatch, band_cells, h, w):
     """Bands of any height (one cell, a partial last band, one band for all) give the same bits,
     on padded, cropped and exact sizes, from float and from uint8 pixels."""
-    import charmcli.model.tokenizer as tokenizer_mod
+    import charmcli.model.charm.tokenizer as tokenizer_mod
 
     monkeypatch.setattr(tokenizer_mod, "_BAND_CELLS", band_cells)
     pixels = (noise(h, w, seed=h) * 255).round().to(torch.uint8)
@@ -187,7 +187,7 @@ def test_banded_tokenizer_matches_the_plain_whole_image_version(monkeypatch, ban
     metric, tokens, positions = reference_multiscale(pixels.float() / 255, pos)
     for image in (pixels, pixels.float() / 255):
         t = CharmTokenizer(pos, 1025)(image)
-        assert t.path == "multiscale"
+        assert t.route == "multiscale"
         assert torch.equal(t.frequency, metric)
         assert torch.equal(t.tokens, tokens)
         assert torch.equal(t.pos_embed, positions)
@@ -213,7 +213,7 @@ def test_tokenizer_threads_share_one_position_table():
 @pytest.mark.parametrize("threads", [1, 2, 3, 4, 6, 8, 12, 16, 32, 64])
 def test_metric_batches_split_into_whole_vector_steps_per_thread(threads):
     """Replays ATen's split of an elementwise op over threads: no share may end in a scalar tail."""
-    from charmcli.model.tokenizer import _CELL_VALUES, _GRAIN, _VECTOR_STEP, _rows_without_tails
+    from charmcli.model.charm.tokenizer import _CELL_VALUES, _GRAIN, _VECTOR_STEP, _rows_without_tails
 
     for n in [1, 2, 7, 13, 14, 55, 56, 57, 100, 255, 384, 385, 1000]:
         rows = _rows_without_tails(n, threads)
@@ -241,7 +241,7 @@ def test_metric_bits_do_not_depend_on_the_thread_count():
 
 _PRODUCTION_MODE_CHECK = r"""
 import json, os, torch
-from charmcli.model.tokenizer import CharmTokenizer, PositionTable
+from charmcli.model.charm.tokenizer import CharmTokenizer, PositionTable
 
 def per_cell(image):  # the official expression, one strided view of the padded image at a time
     _, h, w = image.shape

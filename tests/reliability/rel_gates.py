@@ -8,8 +8,8 @@ moment of interruption part of the test instead: the run reaches a named point, 
 Gate points (``at``), each counted from 1 by ``nth``; every hit from the ``nth`` on holds:
 
 * ``walk``: before the walk yields its ``nth`` file (``charmcli.pipeline.iter_files``);
-* ``load``: as the model starts loading (``Scorer.from_files``; ``from_pretrained`` goes through it);
-* ``read``: as a decode worker starts reading its ``nth`` file (``charmcli.pipeline.read_bytes``);
+* ``load``: as the model starts loading (``charmcli.model.factory.load``: every scorer is built there);
+* ``read``: as a decode worker starts reading its ``nth`` file (``charmcli.work.read_bytes``);
 * ``commit``: at the COMMIT of the ``nth`` transaction that wrote to ``scores``, after every row
   of it went to SQLite (an SQLite trace callback, so it sees whatever issues the COMMIT). Meant
   for SIGKILL: SQLite does not pass a KeyboardInterrupt out of a trace callback.
@@ -83,26 +83,26 @@ class Gate:
         pipeline.iter_files = iter_files
 
     def _install_load(self) -> None:
-        from charmcli.model.scorer import Scorer
+        from charmcli.model import factory
 
-        real = Scorer.from_files  # bound to the class
+        real = factory.load
 
-        def from_files(*args: Any, **kwargs: Any):
+        def load(*args: Any, **kwargs: Any):
             self.hit()
             return real(*args, **kwargs)
 
-        Scorer.from_files = staticmethod(from_files)  # type: ignore[method-assign]
+        factory.load = load
 
     def _install_read(self) -> None:
-        import charmcli.pipeline as pipeline
+        import charmcli.work as work
 
-        real = pipeline.read_bytes
+        real = work.read_bytes
 
         def read_bytes(*args: Any, **kwargs: Any) -> bytes:
             self.hit()
             return real(*args, **kwargs)
 
-        pipeline.read_bytes = read_bytes
+        work.read_bytes = read_bytes
 
     def _install_commit(self) -> None:
         real = sqlite3.connect

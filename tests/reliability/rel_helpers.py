@@ -190,8 +190,8 @@ import json, os, signal, sys, traceback
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import torch  # the expensive part, paid once: every forked run starts warm
 torch.set_num_threads(1)
-import charmcli.cli, charmcli.model, charmcli.pipeline, charmcli.library.decode  # noqa: F401
-import charmcli.model.scorer  # noqa: F401 - a gate may wrap Scorer.from_files
+import charmcli.cli, charmcli.model, charmcli.pipeline, charmcli.work, charmcli.library.decode  # noqa: F401
+import charmcli.model.charm.scorer, charmcli.model.factory  # noqa: F401 - a gate may wrap factory.load
 from charmcli.cli import main
 import rel_gates
 sigint = "default" if signal.getsignal(signal.SIGINT) is signal.default_int_handler else "other"

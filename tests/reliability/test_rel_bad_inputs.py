@@ -23,8 +23,8 @@ import pytest
 from PIL import Image
 from rel_helpers import error_lines, jsonl, make_photo
 
-import charmcli.cli.score as cli_mod
 import charmcli.pipeline as pipeline_mod
+import charmcli.work as work_mod
 from charmcli.library.scan import display_path
 
 
@@ -102,7 +102,7 @@ def bad_lib(tmp_path, shared_photos, monkeypatch):
 
     monkeypatch.setattr(os, "open", refusing_open)
 
-    real_scan = cli_mod.scan
+    real_scan = pipeline_mod.scan
     new_content = make_photo(tmp_path / "changed.jpg", seed=14, size=(80, 60)).read_bytes()
 
     def racing_scan(paths, *args, **kwargs):
@@ -119,7 +119,7 @@ def bad_lib(tmp_path, shared_photos, monkeypatch):
         return items
 
     racing_scan.done = False
-    monkeypatch.setattr(cli_mod, "scan", racing_scan)
+    monkeypatch.setattr(pipeline_mod, "scan", racing_scan)
     return root, expected, hashlib.sha256(new_content).hexdigest()
 
 
@@ -166,9 +166,9 @@ def test_every_bad_input_is_one_line_and_the_run_goes_on(cli, bad_lib, model_arg
 
     # Unchanged failures are not retried: not even read.
     reads: list[str] = []
-    real_read = pipeline_mod.read_bytes
+    real_read = work_mod.read_bytes
     monkeypatch.setattr(
-        pipeline_mod, "read_bytes", lambda p: reads.append(_name(os.fsdecode(p))) or real_read(p)
+        work_mod, "read_bytes", lambda p: reads.append(_name(os.fsdecode(p))) or real_read(p)
     )
     again = cli("score", root, *model_args, "--json")
     assert again.exit_code == 1 and "Traceback" not in again.stderr

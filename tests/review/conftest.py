@@ -87,7 +87,8 @@ def serve(tmp_path, _private_db) -> Iterator:
         cache = ImageCache()
         token = new_token()
         sock = bind_loopback(0)
-        server = uvicorn.Server(uvicorn.Config(create_app(desk, cache, token), log_level="warning", lifespan="off"))
+        app = create_app(desk, cache, token)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
@@ -96,7 +97,7 @@ def serve(tmp_path, _private_db) -> Iterator:
             time.sleep(0.02)
         running.append((server, thread, store))
         host, port = sock.getsockname()[:2]
-        return Served(host, port, token, desk, cache, store)
+        return Served(host, port, token, desk, cache, store, app)
 
     yield start
     for server, thread, store in running:

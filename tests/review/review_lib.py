@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
+from starlette.applications import Starlette
 
 from charmcli.review.desk import Desk
 from charmcli.review.images import ImageCache
@@ -54,6 +55,7 @@ class Served:
     desk: Desk
     cache: ImageCache
     store: Store
+    app: Starlette
 
     @property
     def base(self) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from review_lib import ALL, BURST, photo_ids
+from starlette.routing import Route
 
 from charmcli.cull.xmp import read_sidecar
 from charmcli.store import Store
@@ -43,22 +44,42 @@ def jpeg(body: bytes) -> Image.Image:
 # -- the token ----------------------------------------------------------------------------------
 
 
+def app_requests(app, photo_id: int) -> list[tuple[str, str]]:
+    """(method, path) for every route the app has, path parameters filled with a real photo id.
+
+    Read from Starlette's own route table, so a route added later is covered without anyone
+    remembering to list it here.
+    """
+    found = []
+    for route in app.routes:
+        assert isinstance(route, Route), f"{route!r}: teach this helper how to fill it"
+        assert set(route.param_convertors) <= {"photo_id"}, route.path
+        path = route.path_format.format(photo_id=photo_id)
+        found += [(method, path) for method in sorted(route.methods)]
+    return found
+
+
 def test_every_route_needs_the_token(serve, library):
     s = serve([library])
     pid = photo_ids(s.store, library)["DSCN0010.jpg"]
-    routes = ["/", "/static/desk.js", "/static/desk.css", "/api/info", "/api/photos", f"/api/photos/{pid}",
-              *(f"/api/photos/{pid}/{k}" for k in ("thumb", "preview", "explain"))]  # fmt: skip
-    for path in [*routes, "/no/such/route", "/api/photos/999999/thumb"]:
+    requests = app_requests(s.app, pid)
+    assert ("GET", f"/api/photos/{pid}/full") in requests and ("POST", f"/api/photos/{pid}/rating") in requests
+    decision = json.dumps({"rating": 4, "label": "Green"}).encode()  # a body each POST route accepts
+    before = listing(library)
+    for method, path in [*requests, ("GET", "/no/such/route"), ("GET", "/api/photos/999999/thumb")]:
+        body = decision if method == "POST" else None
         for token in (None, "", "wrong", s.token[:-1], s.token + "x", s.token.upper()):
-            status, headers, body = s.request("GET", path, token=token)
-            assert status == 403, (path, token, status)
-            assert b"token" in body and headers["content-security-policy"].startswith("default-src 'none'")
-        status, _h, _b = s.request("GET", path + "?token=nope&token2=" + s.token, token=None)
-        assert status == 403
-    for path in routes:  # query and header both open the door
+            status, headers, answer = s.request(method, path, token=token, body=body)
+            assert status == 403, (method, path, token, status)
+            assert headers["content-security-policy"].startswith("default-src 'none'")
+            assert method == "HEAD" or b"token" in answer
+        status, _h, _b = s.request(method, path + "?token=nope&token2=" + s.token, token=None, body=body)
+        assert status == 403, (method, path)
+    assert listing(library) == before and s.store.decisions_for() == {}  # no refused POST wrote anything
+    for method, path in requests:  # query and header both open the door
         for how in ("query", "header"):
-            status, headers, body = s.request("GET", path, token=how)
-            assert status == 200, (path, how, status, body[:200])
+            status, headers, answer = s.request(method, path, token=how, body=decision if method == "POST" else None)
+            assert status == 200, (method, path, how, status, answer[:200])
             assert headers["referrer-policy"] == "no-referrer" and headers["x-content-type-options"] == "nosniff"
     assert s.request("GET", "/no/such/route", token="header")[0] == 404
 

@@ -1,4 +1,5 @@
-"""The store's typed API: rows in (one statement per row type), the ``latest_scores`` view, and an
+"""The store's typed API: rows in (one statement per row type), rows out (typed as the schema is),
+the ``latest_scores`` view, and an
 old database (schema 2, as the earlier charm wrote it) upgraded by the named migrations."""
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from charmcli.store import (
     DecisionRow,
     FailureCleared,
     FailureRow,
+    MeasuresRow,
     PhotoDropped,
     PhotoRow,
     PhotoSeen,
+    RankedPhoto,
     ScoreRow,
     Store,
+    StoredDecision,
+    StoredFailure,
+    StoredPhoto,
+    StoredScore,
     TopFilter,
     WriteRow,
 )
@@ -42,6 +49,7 @@ def _score(sha: str, value: float, model: str = "aadb", ckpt: str = "c1", pre: s
 SAMPLES: dict[type, object] = {
     PhotoRow: PhotoRow("/p/a.jpg", 10, 1, "sha-a", 6, 4, "JPEG", {"make": "Canon", "camera_model": "EOS R5"}),
     ScoreRow: _score("sha-a", 0.5),
+    MeasuresRow: MeasuresRow("sha-a", "m1+none", {"focus_width": 0.7, "faces": None}),
     FailureRow: FailureRow("/p/bad.jpg", "truncated", "decode"),
     PhotoSeen: PhotoSeen("/p/a.jpg"),
     FailureCleared: FailureCleared("/p/bad.jpg"),
@@ -147,3 +155,24 @@ def test_an_old_database_gains_the_view_and_camera_model_and_keeps_its_rows(tmp_
         assert store.photo_by_path("/lib/c.jpg")["camera_model"] == "X100"
     with Store(path) as store:  # reopening does not migrate again
         assert store.version == SCHEMA_VERSION
+
+
+def test_the_typed_rows_out_name_exactly_the_columns_the_schema_has(store, tmp_path):
+    """A migration that adds a column must add it to the row type too (and the reverse)."""
+    from charmcli.selection import Query, SelectedPhoto, select
+
+    def columns(table: str) -> set[str]:
+        return {row[1] for row in store.conn.execute(f"PRAGMA table_info({table})")}
+
+    assert set(StoredPhoto.__annotations__) == columns("photos")
+    assert set(StoredScore.__annotations__) == columns("scores") == columns("latest_scores")
+    assert set(StoredFailure.__annotations__) == columns("failures")
+    assert set(StoredDecision.__annotations__) == columns("decisions")
+    real = tmp_path / "a.jpg"
+    real.write_bytes(b"x")
+    store.write([PhotoRow(str(real), 1, 1, "sa"), _score("sa", 0.5)])
+    for embeddings in (False, True):
+        [ranked] = store.iter_ranked(TopFilter(model="aadb"), embeddings=embeddings)
+        assert set(ranked) == set(RankedPhoto.__annotations__)
+    [selected] = select(store, Query(model="aadb")).rows
+    assert set(selected) == set(SelectedPhoto.__annotations__)

@@ -1,4 +1,4 @@
-"""An EAT model ready to score images, with the same two-stage face as Charm's :class:`Scorer`.
+"""An EAT model ready to score images, with the two-stage face of :class:`~charmcli.model.base.Scorer`.
 
 ``prepare(image)`` is the official resize + normalise (CPU, thread-safe); ``score_prepared(batch)``
 runs the network. Every image is scored as if it were alone in its batch: the learned reference
@@ -8,6 +8,7 @@ map is computed per image, so a photo's score never depends on what else is in t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,12 +17,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from charmcli.model.eat.checkpoint import load_arch_config, load_eat
+from charmcli.model.base import Preparer, Scorer, ScoreResult, resolve_device
+from charmcli.model.eat.checkpoint import config_digest, load_arch_config, load_eat
 from charmcli.model.eat.network import DatConfig, EatNet
 from charmcli.model.eat.preprocess import EatPreprocess
-from charmcli.model.errors import CheckpointError, ModelUnavailableError, eat_weights_message
-from charmcli.model.registry import ModelSpec, get_spec, local_weights, models_dir
-from charmcli.model.scorer import ScoreResult, resolve_device
+from charmcli.model.eat.specs import EatSpec
+from charmcli.model.errors import CheckpointError
+from charmcli.model.files import sha256_file
+from charmcli.model.precision import PrecisionChoice, resolve_precision
+from charmcli.model.spec import ModelFiles, ModelSpec
 
 
 @dataclass
@@ -38,10 +42,28 @@ class EatInput:
         return (self.input_size[0] // 4) * (self.input_size[1] // 4)
 
 
-class EatScorer:
-    """A loaded EAT model (``eat-ava`` or ``eat-tad66k``)."""
+class EatPreparer(Preparer):
+    """EAT's CPU half: the official resize + normalise of one variant (no weights)."""
 
-    family = "eat"
+    def __init__(self, spec: ModelSpec, checkpoint_id: str, size: int = 224) -> None:
+        if not isinstance(spec, EatSpec):
+            raise ValueError(f"{spec.name} is not an EAT model")
+        self.spec = spec
+        self.checkpoint_id = checkpoint_id
+        self.preprocessor = EatPreprocess(spec.resample or "bicubic", size)
+
+    @property
+    def preprocess_key(self) -> tuple[str, str, int]:
+        return self.preprocessor.key
+
+    def prepare(self, image: Image.Image) -> EatInput:
+        """The official eval transform of this variant (thread-safe)."""
+        size = self.preprocessor.size
+        return EatInput(self.preprocessor(image), (size, size), self.preprocessor.key)
+
+
+class EatScorer(Scorer):
+    """A loaded EAT model (``eat-ava`` or ``eat-tad66k``)."""
 
     def __init__(
         self,
@@ -51,16 +73,16 @@ class EatScorer:
         device: str | torch.device = "auto",
         precision: str = "fp32",
     ) -> None:
-        if spec.family != "eat":
-            raise ValueError(f"{spec.name} is not an EAT model")
+        self._preparer = EatPreparer(spec, checkpoint_id, network.cfg.img_size)
         self.device = resolve_device(device)
         self.network = network.to(self.device).eval().requires_grad_(False)
         self.spec = spec
         self.checkpoint_id = checkpoint_id
-        self.preprocessor = EatPreprocess(spec.resample or "bicubic", network.cfg.img_size)
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError("precision must be fp32, bf16 or fp16")
-        self.precision = precision
+        choice = resolve_precision(precision, self.device)
+        if self.device.type != "cuda" and choice.precision != "fp32":
+            # EAT's reduced precision is CUDA autocast; on a CPU it runs, and says it ran, fp32
+            choice = PrecisionChoice("fp32", precision, "EAT runs fp32 on a CPU")
+        self.precision_choice = choice
 
     @property
     def name(self) -> str:
@@ -71,44 +93,35 @@ class EatScorer:
         return self.network.cfg
 
     @property
-    def preprocess_key(self) -> tuple[str, str, int]:
-        """Models with equal keys get identical prepared inputs (a multi-model run prepares once)."""
-        return self.preprocessor.key
+    def preprocessor(self) -> EatPreprocess:
+        return self._preparer.preprocessor
+
+    def preparer(self) -> EatPreparer:
+        return self._preparer
 
     @classmethod
-    def from_files(
-        cls,
-        checkpoint: str | Path,
-        name: str,
-        arch_config: str | Path | None = None,
-        device: str | torch.device = "auto",
+    def load(
+        cls, files: ModelFiles, *, device: str | torch.device = "auto", cache_dir: Path | None = None,
         precision: str = "fp32",
-    ) -> EatScorer:
-        """Load the authors' state dict (``weights_only``) into the architecture of ``arch_config``."""
-        spec = get_spec(name)
-        if spec.family != "eat":
-            raise CheckpointError(
-                f"{spec.name} is a Charm model; EAT files go with --model eat-ava or eat-tad66k"
-            )
-        cfg = load_arch_config(Path(arch_config) if arch_config else None, spec.num_classes)
-        network, digest = load_eat(Path(checkpoint), cfg, spec.name, spec.filename)
+    ) -> EatScorer:  # fmt: skip
+        """The authors' state dict (``weights_only``) in the architecture of ``files.arch_config``."""
+        spec = files.spec
+        cfg = load_arch_config(files.arch_config, spec.num_classes)
+        network, digest = load_eat(files.checkpoint, cfg, spec.name, spec.filename)
         return cls(network, spec, digest, device=device, precision=precision)
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str | torch.device = "auto", **kwargs) -> EatScorer:
-        """The published file from the models folder (charm cannot download EAT weights)."""
-        spec = get_spec(name)
-        path = local_weights(spec)
-        if path is None:
-            raise ModelUnavailableError(eat_weights_message(spec.name, spec.filename, models_dir()))
-        return cls.from_files(path, spec.name, device=device, **kwargs)
+    def load_preparer(cls, files: ModelFiles, *, cache_dir: Path | None = None) -> EatPreparer:
+        """The resize + normalise of the model of ``files``: its identity is the file's and the
+        architecture's digest, as :func:`load_eat` computes it, without building the network."""
+        spec = files.spec
+        cfg = load_arch_config(files.arch_config, spec.num_classes)
+        if not Path(files.checkpoint).is_file():
+            raise CheckpointError(f"checkpoint {files.checkpoint}: no such file")
+        digest = hashlib.sha256(f"{sha256_file(files.checkpoint)}:{config_digest(cfg)}".encode()).hexdigest()
+        return EatPreparer(spec, digest, cfg.img_size)
 
     # -- scoring -------------------------------------------------------------------------------
-
-    def prepare(self, image: Image.Image) -> EatInput:
-        """The official eval transform of this variant (thread-safe)."""
-        size = self.preprocessor.size
-        return EatInput(self.preprocessor(image), (size, size), self.preprocessor.key)
 
     def batch_limit(self, tokens: int = 0, cap: int = 64) -> int:
         """1 on CPU; on CUDA as many 224-px images as a generous 64 MB each fits in free memory."""
@@ -133,18 +146,16 @@ class EatScorer:
             logits, features = self.network(x)
         logits = logits.float().cpu()
         scores = self.to_score(logits)
-        embedding = features.float().cpu().numpy().astype("float16")
+        head_input = features.float().cpu().numpy()
+        embedding = head_input.astype("float16")
         share = (time.perf_counter() - start) / len(batch)
-        return [
+        return [  # no tokenizer: a fixed 224x224 input, no route, no kept cells
             ScoreResult(
                 score=float(scores[i]),
                 outputs=[float(v) for v in logits[i]],
-                n_tokens=None,  # type: ignore[arg-type]  # no tokenizer: a fixed 224x224 input
                 input_size=b.input_size,
-                path=None,  # type: ignore[arg-type]
-                kept_cells=[],
-                cell_size=None,  # type: ignore[arg-type]
                 embedding=embedding[i],
+                head_input=head_input[i],
                 seconds=share,
             )
             for i, b in enumerate(batch)
@@ -153,6 +164,3 @@ class EatScorer:
     def to_score(self, logits: torch.Tensor) -> torch.Tensor:
         """AVA: Σ i·yᵢ over the 10 raw outputs (no softmax, as the official get_score); TAD66K: 10 x output."""
         return self.spec.to_score(logits)
-
-    def score(self, image: Image.Image) -> ScoreResult:
-        return self.score_prepared([self.prepare(image)])[0]

@@ -98,6 +98,20 @@
     meta.className = "meta";
     meta.textContent = [taken(p), p.camera].filter(Boolean).join(" · ") || " ";
     cap.append(top, stars, name, meta);
+    if (p.flags && p.flags.length) {  // one badge per technical flag, its reason on hover
+      const badges = document.createElement("div");
+      badges.className = "badges";
+      p.flags.forEach((f, i) => {
+        const b = document.createElement("span");
+        b.className = "badge";
+        b.dataset.flag = f;
+        b.textContent = f;
+        b.title = (p.flag_reasons || [])[i] || f;
+        badges.append(b);
+      });
+      cap.append(badges);
+    }
+    fig.classList.toggle("flagged", !!(p.flags && p.flags.length));
     fig.classList.toggle("rejected", p.rating === -1);
     fig.dataset.rating = p.rating === null ? "" : String(p.rating);
     fig.dataset.label = p.label || "";
@@ -249,7 +263,10 @@
     const hint = document.createElement("p");
     hint.className = "dim";
     hint.textContent = "Esc grid · E kept cells · Z 100 % · G next frame of burst";
-    info.append(h, flags, dl, hint);
+    const reasons = document.createElement("ul");
+    reasons.className = "reasons";
+    for (const r of p.flag_reasons || []) reasons.append(Object.assign(document.createElement("li"), { textContent: r }));
+    info.append(h, flags, reasons, dl, hint);
   }
 
   // The previews either side of the large view load while you look, so the next key is instant.
@@ -344,7 +361,11 @@
   // -- loading -----------------------------------------------------------------------------------
 
   async function load() {
-    const query = new URLSearchParams(Object.entries(state.filters).filter(([, v]) => v !== "" && v !== null));
+    // The flags menu reads "hide:NAMES" or "only:NAME"; the API takes ?hide= and ?only=.
+    const wanted = Object.entries(state.filters).filter(([k, v]) => k !== "flags" && v !== "" && v !== null);
+    const [how, which] = (state.filters.flags || "").split(":");
+    if (how === "hide" || how === "only") wanted.push([how, which]);
+    const query = new URLSearchParams(wanted);
     try {
       const [info, photos] = await Promise.all([api("/api/info"), api("/api/photos?" + query)]);
       state.info = info;
@@ -354,6 +375,11 @@
       $("#summary").textContent = `${info.photos} photos · ${info.groups} groups · model ${info.model}${filtered}`;
       $("#cameras").replaceChildren(...info.cameras.map((c) => Object.assign(document.createElement("option"), { value: c })));
       $("#folders").replaceChildren(...info.folders.map((f) => Object.assign(document.createElement("option"), { value: f })));
+      const option = (value, text) => Object.assign(document.createElement("option"), { value, textContent: text });
+      const menu = $("#flag-filter");
+      menu.replaceChildren(option("", "all photos"), option("hide:all", "hide flagged"),
+        ...Object.entries(info.flags || {}).filter(([, n]) => n > 0).map(([f, n]) => option("only:" + f, `only ${f} (${n})`)));
+      menu.value = state.filters.flags || "";
       render();
       if (state.loupe) showLoupe();
       document.body.dataset.ready = "yes";
@@ -372,6 +398,7 @@
       save();
       load();
     });
+    $("#flag-filter").addEventListener("change", () => form.requestSubmit());
     form.addEventListener("reset", () => { state.filters = {}; save(); setTimeout(load, 0); });
     document.querySelectorAll(".views button").forEach((b) => b.addEventListener("click", () => { state.view = b.dataset.view; save(); render(); }));
     $("#help-button").addEventListener("click", () => { $("#help").hidden = !$("#help").hidden; });

@@ -5,11 +5,11 @@ How the published files were written: the authors' ``train.py`` saves
 ``best_model.pth`` uses the key ``'model'``), still in training mode. The pickle names their
 classes, ``transformers``' DINOv2 modules, the training config (an ``ml_collections.ConfigDict``
 kept as ``Model.config``) and a ``torch.nn`` head activation (Sigmoid, Softmax, and in some files
-ReLU). :func:`charmcli.model.safe_pickle.safe_unpickle` reads such a file into tensors and inert
+ReLU). :func:`charmcli.model.charm.safe_pickle.safe_unpickle` reads such a file into tensors and inert
 stand-ins; nothing in it is imported or called.
 
 What is trusted is the structure: the tensors of the module tree must map exactly onto
-:class:`charmcli.model.network.CharmViT` (timm blocks): every parameter present, none extra,
+:class:`charmcli.model.charm.network.CharmViT` (timm blocks): every parameter present, none extra,
 every shape right. The head's activation is read from the tree and rebuilt from torch's own
 elementwise activations (never the pickled object). Bare state dicts and safetensors files are
 accepted too; a converted copy is cached as safetensors keyed by the source file's sha256, so
@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 
-from charmcli.model.activations import AADB_ATTRIBUTES, read_activation
+from charmcli.model.charm.activations import AADB_ATTRIBUTES, read_activation
+from charmcli.model.charm.safe_pickle import StandIn, safe_unpickle
 from charmcli.model.errors import CheckpointError
 from charmcli.model.files import sha256_file, weights_format
-from charmcli.model.safe_pickle import StandIn, safe_unpickle
 
 CONVERTED_FORMAT = "charm-timm-2"
 _OLDER_FORMATS = ("charm-timm-1",)  # sigmoid/softmax only, no activation arguments

@@ -15,7 +15,7 @@ trust decision is not "is this class on a list" but "does anything get *called*"
   names them is hostile or broken and the user should hear so rather than get a stand-in.
 
 What the caller trusts afterwards is the *structure*: tensors found in the module tree must map
-exactly onto a known network (see :mod:`charmcli.model.checkpoint`); stand-ins are only read.
+exactly onto a known network (see :mod:`charmcli.model.charm.checkpoint`); stand-ins are only read.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from charmcli.model.activations import build_activation
-from charmcli.model.checkpoint import NetworkConfig
+from charmcli.model.charm.activations import build_activation
+from charmcli.model.charm.checkpoint import NetworkConfig
 
 
 class CharmViT(nn.Module):

@@ -55,7 +55,7 @@ class Tokenized:
     pos_embed: torch.Tensor  #: (L + 1, D) position rows, class row first
     scale_ids: torch.Tensor  #: (L,) int64: 0 low-resolution / short path, 1 high-resolution
     input_size: tuple[int, int]  #: (W, H) of the image the tokenizer worked on
-    path: str  #: "short" or "multiscale"
+    route: str  #: "short" or "multiscale"
     grid28: tuple[int, int] | None = None  #: (rows, cols) of 28 px cells (multi-scale only)
     kept_cells: torch.Tensor | None = None  #: (64,) ascending row-major cell indices kept at full res
     frequency: torch.Tensor | None = None  #: (rows*cols,) frequency metric per cell
@@ -337,7 +337,7 @@ class CharmTokenizer:
             pos_embed=pos,
             scale_ids=torch.zeros(tokens.shape[0], dtype=torch.long),
             input_size=(w, h),
-            path="short",
+            route="short",
         )
 
     def _multiscale(self, image: torch.Tensor) -> Tokenized:
@@ -383,7 +383,7 @@ class CharmTokenizer:
             pos_embed=torch.cat([self.pos.cls[None], coarse, fine]),
             scale_ids=torch.cat([torch.zeros(n - k, dtype=torch.long), torch.ones(4 * k, dtype=torch.long)]),
             input_size=(w, h),
-            path="multiscale",
+            route="multiscale",
             grid28=(rows, cols),
             kept_cells=kept,
             frequency=metric,
