@@ -14,11 +14,16 @@ This module imports no torch until :func:`detect_capabilities` runs.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 #: What a user may ask for (``--precision`` / ``CHARM_PRECISION``).
 REQUESTS = ("fp32", "bf16", "auto")
+#: The default request: bf16 where the hardware has it (see docs/speed.md for the fidelity
+#: measured against fp32: Spearman 0.999, top-10 % unchanged), fp32 elsewhere.
+DEFAULT_PRECISION = "auto"
 #: What a network actually runs in, and what a stored score records.
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: CPU feature flags (``/proc/cpuinfo`` spelling) that mean native bfloat16 products.
@@ -58,7 +63,7 @@ def _bf16_flags(caps: Capabilities) -> str:
     return ", ".join(sorted(caps.cpu_flags & NATIVE_BF16_CPU_FLAGS))
 
 
-def choose_precision(requested: str, caps: Capabilities) -> PrecisionChoice:
+def choose_precision(requested: str, caps: Capabilities, *, cpu_reduced: bool = True) -> PrecisionChoice:
     """Resolve ``fp32`` / ``bf16`` / ``auto`` for a device.
 
     * ``fp32`` is always fp32.
@@ -67,6 +72,7 @@ def choose_precision(requested: str, caps: Capabilities) -> PrecisionChoice:
     * ``bf16`` asked for explicitly is honoured on any CPU (emulated where not native: slow,
       but the numbers are the same, which is what a fidelity check needs); on a CUDA card
       without bf16 it becomes fp16, the card's reduced precision.
+    * ``cpu_reduced=False``: the model has no reduced-precision path on a CPU (EAT): fp32 there.
     """
     if requested not in REQUESTS:
         raise ValueError(f"precision must be one of {', '.join(REQUESTS)}, not {requested!r}")
@@ -76,6 +82,8 @@ def choose_precision(requested: str, caps: Capabilities) -> PrecisionChoice:
         if caps.cuda_bf16:
             return PrecisionChoice("bf16", requested, f"{caps.cuda_name or 'GPU'} has bf16")
         return PrecisionChoice("fp16", requested, f"{caps.cuda_name or 'GPU'} has no bf16, fp16 instead")
+    if not cpu_reduced:
+        return PrecisionChoice("fp32", requested, "this model runs fp32 on a CPU")
     if caps.native_bf16:
         return PrecisionChoice("bf16", requested, f"CPU has {_bf16_flags(caps)}")
     if requested == "bf16":
@@ -124,8 +132,39 @@ def detect_capabilities(device: object) -> Capabilities:
     return Capabilities("cpu", cpu_flags=cpu_flags())
 
 
-def resolve_precision(requested: str, device: object) -> PrecisionChoice:
-    """:func:`choose_precision` for this machine's ``device``."""
+def resolve_precision(requested: str, device: object, *, cpu_reduced: bool = True) -> PrecisionChoice:
+    """:func:`choose_precision` for this machine's ``device`` (a ``torch.device``)."""
     if requested == "fp32":
         return choose_precision(requested, Capabilities("cpu"))
-    return choose_precision(requested, detect_capabilities(device))
+    return choose_precision(requested, detect_capabilities(device), cpu_reduced=cpu_reduced)
+
+
+#: Where a GPU driver shows itself on Linux: NVIDIA, AMD ROCm (torch calls it "cuda" too), WSL.
+GPU_DRIVER_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_possible() -> bool:
+    """Whether torch could see a CUDA device here; ``False`` only when that is certain without
+    importing torch (macOS has no CUDA; on Linux no driver shows its device nodes)."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(n) for n in GPU_DRIVER_NODES)
+    return True
+
+
+def resolve_for_run(requested: str, device: str, *, cpu_reduced: bool = True) -> PrecisionChoice:
+    """The precision a run's scores will carry, known before any model loads: the cache lookups
+    of a fully scored folder need it, and they import no torch on a CPU machine (``device``
+    ``cpu``, or ``auto`` without a GPU driver: the CPU's flags come from ``/proc/cpuinfo``)."""
+    if requested == "fp32":
+        return choose_precision(requested, Capabilities("cpu"))
+    if device == "cpu" or (device == "auto" and not gpu_possible()):
+        flags = frozenset()
+        with contextlib.suppress(OSError):
+            flags = parse_cpu_flags(Path("/proc/cpuinfo").read_text(errors="replace"))
+        caps = Capabilities("cpu", cpu_flags=flags) if flags else Capabilities("cpu", cpu_flags=cpu_flags())
+        return choose_precision(requested, caps, cpu_reduced=cpu_reduced)
+    from charmcli.model.base import resolve_device
+
+    return resolve_precision(requested, resolve_device(device), cpu_reduced=cpu_reduced)

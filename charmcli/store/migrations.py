@@ -168,6 +168,37 @@ def m005_measures(db: sqlite_utils.Database) -> None:
     )
 
 
+
+@migration
+def m006_score_precision(db: sqlite_utils.Database) -> None:
+    """``scores.precision``: the number format the network ran in (fp32, bf16, fp16).
+
+    Part of a score's identity: the unique key gains it, so a bf16 score never answers a lookup
+    for fp32 (and the other way round), and ``latest_scores`` keeps the latest score per content,
+    scoring model *and* precision, which a ranking then picks one of. Every earlier score was
+    computed in fp32.
+    """
+    db.execute("ALTER TABLE scores ADD COLUMN precision TEXT NOT NULL DEFAULT 'fp32'")
+    db.execute("DROP INDEX scores_key")
+    db.execute(
+        "CREATE UNIQUE INDEX scores_key ON scores (sha256, model, checkpoint_id, preprocess, precision)"
+    )
+    db.execute("DROP VIEW latest_scores")
+    db.create_view(
+        "latest_scores",
+        """
+        SELECT id, sha256, model, checkpoint_id, preprocess, precision, score, outputs, n_tokens,
+               input_width, input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at
+        FROM (
+            SELECT s.*, ROW_NUMBER() OVER (
+                PARTITION BY s.sha256, s.model, s.precision ORDER BY s.scored_at DESC, s.id DESC) AS rn
+            FROM scores s
+        )
+        WHERE rn = 1
+        """,
+    )
+
+
 # New migrations go above this line.
 
 #: The version a database has once every migration ran.

@@ -45,6 +45,7 @@ SCORE_COLUMNS = (
     "cell_size",
     "embedding",
     "seconds",
+    "precision",
 )
 
 
@@ -80,6 +81,7 @@ class ScoreRow:
     cell_size: int | None = None
     embedding: bytes | None = None  #: float16 bytes
     seconds: float | None = None
+    precision: str = "fp32"  #: the network's number format: part of the score's identity
 
 
 @dataclass
@@ -185,6 +187,7 @@ class StoredScore(TypedDict):
     cell_size: int | None
     embedding: bytes | None
     seconds: float | None
+    precision: str  #: fp32, bf16, fp16
     scored_at: str
 
 
@@ -220,6 +223,7 @@ class RankedPhoto(StoredPhoto):
     model: str  #: the scoring model
     checkpoint_id: str
     preprocess: str
+    precision: str
     scored_at: str
     embedding: bytes | None  #: float16 CLS vector; None unless asked for
     measures: dict[str, Any] | None  #: the content's latest technical measures, or None
@@ -230,6 +234,7 @@ class TopFilter:
     """Which scored photos a ranking returns; ``None`` means "no constraint"."""
 
     model: str  #: the scoring model
+    precision: str = "fp32"  #: scores of this precision only: rankings never mix precisions
     min_score: float | None = None
     since: str | None = None  #: ISO date prefix, inclusive
     until: str | None = None  #: ISO date prefix, inclusive (``2023`` = through 2023-12-31)
