@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from charmcli.model import UnsafeCheckpointError
-from charmcli.model import safe_pickle as sp
+from charmcli.model.charm import safe_pickle as sp
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "how-charm-runs-charm.md"
 #: Where the promise is written: (text, the words that open its parenthesised list of names).

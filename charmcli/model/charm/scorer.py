@@ -29,6 +29,7 @@ from charmcli.model.charm.checkpoint import (
     load_position_table,
 )
 from charmcli.model.charm.network import CharmViT
+from charmcli.model.charm.specs import CharmSpec
 from charmcli.model.charm.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
 from charmcli.model.precision import PrecisionChoice, resolve_precision
 from charmcli.model.registry import (
@@ -122,7 +123,7 @@ def _resolve(files: ModelFiles, cache_dir: Path | None) -> tuple[dict[str, torch
         spec = MODELS[stored]
     else:
         spec = {9: MODELS["para"], 10: MODELS["ava"]}.get(cfg.num_classes, MODELS["aadb"])
-    if spec.family != files.spec.family:
+    if not isinstance(spec, CharmSpec):
         raise CheckpointError(f"checkpoint holds {spec.name!r}, a {spec.family} model, not a Charm one")
     if cfg.num_classes != spec.num_classes and not (spec.name == "aadb" and cfg.activation == AADB_ATTRIBUTES):
         raise CheckpointError(
