@@ -90,6 +90,9 @@ class ScoreOptions:
         from charmcli.model.precision import resolve_for_run
         from charmcli.model.registry import get_spec
 
+        if self.exact:
+            return PrecisionChoice("fp32", self.precision, "--exact means fp32")
+
         try:
             cpu_reduced = get_spec(self.model).cpu_reduced_precision
         except ValueError:  # a checkpoint named after no published model: a Charm checkpoint
