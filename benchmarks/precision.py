@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,8 +143,8 @@ def build_variants(checkpoint: Path, names: list[str]) -> tuple[object, dict[str
     def score_of(scorer_like, logits) -> float:
         return float(fp32.to_score(net.activate(logits.float()))[0])
 
-    from charmcli.model.checkpoint import load_checkpoint
-    from charmcli.model.network import CharmViT
+    from charmcli.model.charm.checkpoint import load_checkpoint
+    from charmcli.model.charm.network import CharmViT
 
     state, cfg, _digest = load_checkpoint(checkpoint, work_cache(checkpoint))
     before = CharmViT(cfg)
@@ -209,6 +210,7 @@ def section_network(work: Path, checkpoint: Path, names: list[str], repeats: int
     t = fp32.prepare(load_image(photo).image)
     first: dict[str, float] = {}
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     with torch.inference_mode():
         for name in names:  # first call: compile / warm-up, timed apart
             t0 = time.perf_counter()
@@ -216,22 +218,25 @@ def section_network(work: Path, checkpoint: Path, names: list[str], repeats: int
             first[name] = time.perf_counter() - t0
         for _ in range(repeats):
             for name in names:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 variants[name](t)
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     base = "fp32 before (timm blocks)" if "fp32 before (timm blocks)" in times else "fp32"
-    base_min, base_med = min(times[base]), med(times[base])
+    base_min, base_med, base_cpu = min(times[base]), med(times[base]), min(cpu[base])
     rows = []
     for name in names:
-        v = times[name]
+        v, c = times[name], cpu[name]
         rows.append([name, f"{min(v):.3f}", f"{med(v):.3f}", f"{base_min / min(v):.2f}x", f"{base_med / med(v):.2f}x",
-                     f"{first[name]:.2f}"])  # fmt: skip
-    table(["variant", "min s", "median s", f"vs {base} (min)", "(median)", "first call s"], rows)
+                     f"{min(c):.3f}", f"{base_cpu / min(c):.2f}x", f"{first[name]:.2f}"])  # fmt: skip
+    table(["variant", "wall min s", "wall median s", "speed-up (min)", "(median)", "CPU s (min)",
+           "speed-up (CPU)", "first call s"], rows)  # fmt: skip
     out()
-    out(f"- {t.num_tokens} tokens; {repeats} interleaved runs per variant; load average now "
-        f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+    out(f"- {t.num_tokens} tokens; {repeats} interleaved runs per variant; ratios against {base}; "
+        f"CPU s = process CPU time of the run (both threads), steadier than wall time on a shared "
+        f"machine; load average now {os.getloadavg()[0]:.1f}")  # fmt: skip
     out()
-    return {"tokens": t.num_tokens, "times": times, "first_call": first}
+    return {"tokens": t.num_tokens, "times": times, "cpu": cpu, "first_call": first}
 
 
 def rank(values):
@@ -298,10 +303,15 @@ def section_e2e(work: Path, checkpoint: Path, official_python: str | None, n_ima
     out()
     out(f"- {machine_line()}")
     official = bench.Official(official_python, checkpoint) if official_python else None
-    runs = {"charm default, fp32": dict(precision="fp32"), "charm default, bf16": dict(precision="bf16"),
-            "charm --exact (fp32)": dict(exact=True, precision="fp32")}  # fmt: skip
+    from charmcli.model.precision import DEFAULT_PRECISION, resolve_for_run
+
+    auto = resolve_for_run(DEFAULT_PRECISION, "cpu").precision
+    runs = {f"charm default ({DEFAULT_PRECISION} -> {auto})": dict(precision=DEFAULT_PRECISION),
+            "charm default settings, --precision fp32": dict(precision="fp32"),
+            "charm --exact (fp32, official decode)": dict(exact=True)}  # fmt: skip
     rates: dict[str, list[float]] = {k: [] for k in (["official"] if official else []) + list(runs)}
     scores: dict[str, dict[str, float]] = {}
+    stages: dict[str, dict[str, float]] = {}
     try:
         for _ in range(repeats):
             if official is not None:
@@ -310,9 +320,13 @@ def section_e2e(work: Path, checkpoint: Path, official_python: str | None, n_ima
                     rep = official.call(cmd="score", image=str(p), no_grad=True)
                     total += rep["timings"]["total"]
                     scores.setdefault("official", {})[p.name] = rep["score"]
+                    for k in ("decode", "tokenize", "network"):
+                        stages.setdefault("official", {}).setdefault(k, 0.0)
+                        stages["official"][k] += rep["timings"][k] / (len(paths) * repeats)
                 rates["official"].append(len(paths) / total)
             for label, opts in runs.items():
-                events, wall, load, _prof = bench._run_pipeline(paths, work / "e2e.db", checkpoint, **opts)
+                events, wall, load, prof = bench._run_pipeline(paths, work / "e2e.db", checkpoint, **opts)
+                stages[label] = {k: v for k, v, _n in prof.rows() if k not in ("scan", "load model")}
                 bad = [e for e in events if e.status != "scored"]
                 if bad:
                     raise RuntimeError(f"{label}: {bad[0].path}: {bad[0].status} {bad[0].error}")
@@ -335,6 +349,10 @@ def section_e2e(work: Path, checkpoint: Path, official_python: str | None, n_ima
     out()
     out(f"- {repeats} interleaved runs; official = decode + tokenize + network (no_grad), one photo at a time; "
         f"load average now {os.getloadavg()[0]:.1f}")  # fmt: skip
+    for label, st in stages.items():
+        per = len(paths) if label != "official" else 1
+        out(f"- {label}, seconds per photo{' (summed over threads, last run)' if per > 1 else ''}: "
+            + ", ".join(f"{k} {v / per:.3f}" for k, v in st.items()))  # fmt: skip
     out()
     return {k: statistics.median(v) for k, v in rates.items()}
 
@@ -350,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e-images", type=int, default=10, help="photos in the end-to-end run (default 10)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out of section 1")
     args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao's notice, printed per call
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     sections = {int(s) for s in args.sections.split(",") if s.strip()}
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="charm-precision-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)

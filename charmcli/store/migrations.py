@@ -176,14 +176,32 @@ def m006_score_precision(db: sqlite_utils.Database) -> None:
     Part of a score's identity: the unique key gains it, so a bf16 score never answers a lookup
     for fp32 (and the other way round), and ``latest_scores`` keeps the latest score per content,
     scoring model *and* precision, which a ranking then picks one of. Every earlier score was
-    computed in fp32.
+    computed in fp32. The table is rebuilt: a schema-1 file written by hand-written DDL holds
+    its key as a table constraint, which no ``DROP INDEX`` removes.
     """
-    db.execute("ALTER TABLE scores ADD COLUMN precision TEXT NOT NULL DEFAULT 'fp32'")
-    db.execute("DROP INDEX scores_key")
-    db.execute(
-        "CREATE UNIQUE INDEX scores_key ON scores (sha256, model, checkpoint_id, preprocess, precision)"
-    )
-    db.execute("DROP VIEW latest_scores")
+    columns = [c.name for c in db["scores"].columns]
+    db.execute("DROP VIEW IF EXISTS latest_scores")
+    db.execute("ALTER TABLE scores RENAME TO scores_before_precision")
+    scores = db.create_table(
+        "scores",
+        {
+            "id": int, "sha256": str, "model": str, "checkpoint_id": str, "preprocess": str,
+            "precision": str,  # fp32 | bf16 | fp16
+            "score": float, "outputs": str, "n_tokens": int, "input_width": int, "input_height": int,
+            "token_path": str, "kept_cells": str, "cell_size": int, "embedding": bytes, "seconds": float,
+            "scored_at": str,
+        },
+        pk="id",
+        not_null={"sha256", "model", "checkpoint_id", "preprocess", "precision", "score", "outputs",
+                  "kept_cells", "scored_at"},
+        defaults={"kept_cells": "[]", "precision": "fp32"},
+    )  # fmt: skip
+    kept = ", ".join(c for c in columns if c in scores.columns_dict)
+    db.execute(f"INSERT INTO scores ({kept}) SELECT {kept} FROM scores_before_precision")
+    db.execute("DROP TABLE scores_before_precision")
+    scores.create_index(["sha256", "model", "checkpoint_id", "preprocess", "precision"], index_name="scores_key",
+                        unique=True)  # fmt: skip
+    scores.create_index(["model", "score"], index_name="scores_model_score")
     db.create_view(
         "latest_scores",
         """
