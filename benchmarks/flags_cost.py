@@ -7,7 +7,12 @@ is timed in the same round): decode as ``charm score`` does by default (≤ 1024
 model's ``prepare`` + ``score_prepared`` (random-weight full-depth DINOv2-small aadb checkpoint
 in the official format, as ``bench.py`` builds it; random weights cost the same as trained ones),
 then :func:`charmcli.library.measures.measure` and the face pass. Prints medians per stage and
-the share the measures add to the per-photo time. Only the work directory is written.
+the share the measures add to the per-photo time.
+
+Then end to end: ``charm score``'s pipeline (default settings: decode pool, batches, SQLite) on
+the same photos into a fresh database, alternately with the measures and with them switched off
+(``charmcli.work.measure_photo`` replaced by a no-op), rounds interleaved; and a cached re-run.
+Only the work directory is written.
 """
 
 from __future__ import annotations
@@ -108,7 +113,59 @@ def main() -> None:
     added = med["measures"] + med["faces"]
     print(f"| **measures + faces** | **{added:.3f}** | **{added / base:.1%}** |")
     print()
+    end_to_end(work, checkpoint, paths, args.repeats)
+    print()
     print("Budget: at most 15 % of the per-photo time of `charm score` at the default settings.")
+
+
+def end_to_end(work: Path, checkpoint: Path, paths: list[Path], repeats: int) -> None:
+    """Wall time of the scoring pipeline with and without the measures, interleaved, plus a re-run."""
+    import shutil
+
+    import charmcli.work as unit
+    from charmcli.pipeline import Pipeline
+    from charmcli.store import Store
+    from charmcli.work import ScoreOptions
+
+    folder = work / "photos"
+    folder.mkdir(exist_ok=True)
+    for p in paths:
+        if not (folder / p.name).exists():
+            shutil.copy2(p, folder / p.name)
+    options = ScoreOptions(checkpoint=checkpoint, pos_embed=POS, device="cpu")
+    real = unit.measure_photo
+
+    def run(measured: bool, db: Path) -> float:
+        unit.measure_photo = real if measured else (lambda image: None)
+        try:
+            with Store(db) as store:
+                start = time.perf_counter()
+                events = list(Pipeline(store, options).run([folder]))
+                seconds = time.perf_counter() - start
+        finally:
+            unit.measure_photo = real
+        assert all(e.status in ("scored", "cached") for e in events), [e.error for e in events]
+        return seconds
+
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    rerun: list[float] = []
+    for r in range(repeats):
+        for measured in (r % 2 == 0, r % 2 != 0):  # alternate which goes first
+            db = work / f"e2e-{r}-{int(measured)}.db"
+            db.unlink(missing_ok=True)
+            walls[measured].append(run(measured, db))
+            if measured:
+                rerun.append(run(True, db))
+    with_m, without = statistics.median(walls[True]), statistics.median(walls[False])
+    n = len(paths)
+    print("## End to end: `charm score` pipeline, default settings, fresh database")
+    print()
+    print("| run | median s | s/photo |")
+    print("| --- | ---: | ---: |")
+    print(f"| without measures | {without:.2f} | {without / n:.3f} |")
+    print(f"| with measures | {with_m:.2f} | {with_m / n:.3f} |")
+    print(f"| **added by the measures** | **{with_m - without:+.2f}** | **{(with_m - without) / without:+.1%}** |")
+    print(f"| cached re-run (measures stored) | {statistics.median(rerun):.3f} | {statistics.median(rerun) / n:.4f} |")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from charmcli.flags import flag_names
+from charmcli.library.measures import measures_version
 from charmcli.library.scan import ScanEntry, ScanProblem, iter_files
 from charmcli.store import (
     META_COLUMNS,
@@ -59,6 +61,7 @@ from charmcli.store import (
     Store,
     WriteRow,
 )
+from charmcli.taste.features import lacks_features
 from charmcli.work import (
     MODEL_FAILED,
     Failure,
@@ -69,6 +72,7 @@ from charmcli.work import (
     ScoreOptions,
     failure_row,
     load_scorer,
+    measures_row,
     photo_row,
     prepare_file,
     run_batch,
@@ -135,10 +139,11 @@ class FileEvent:
     reused: bool = False  #: cached through the content hash (moved/renamed/copied file)
     known_failure: bool = False  #: an error recorded by an earlier run, file unchanged (not retried)
     scores: dict[str, float] = field(default_factory=dict)  #: every model's score (issue 13)
+    measures: dict[str, Any] | None = None  #: technical measures (None: not measured)
 
     def to_json(self, model: str | None) -> dict[str, Any]:
         """One line of ``--json``; a multi-model run adds ``scores`` (model -> score), the single-model
-        contract stays as it was."""
+        contract stays as it was. ``flags`` are under the default limits (``charm top`` takes others)."""
         extra = {"scores": dict(self.scores)} if len(self.scores) > 1 else {}
         return {
             "path": self.path,
@@ -153,6 +158,8 @@ class FileEvent:
             "sha256": self.sha256,
             "reused": self.reused,
             "known_failure": self.known_failure,
+            "flags": flag_names(self.measures),
+            "measures": self.measures,
         }
 
 
@@ -375,6 +382,8 @@ class Pipeline:
         self.models = [ModelHandle(o, store, self.profile, multi=len(per_model) > 1) for o in per_model]
         self.model = self.models[0]
         self.writer = writer or BatchWriter(store)
+        #: what measures a photo's technical flags, part of their stored key
+        self.measures_version = measures_version()
         self.summary = Summary()
         #: what the walk found (files and problems), in order; set when :meth:`run` starts
         self.items: list[ScanEntry | ScanProblem] = []
@@ -460,9 +469,13 @@ class Pipeline:
         found = {}
         for i in range(len(self.models)):
             row = self.store.score_for(*self._key(sha256, i))
-            if row is not None:
+            if row is not None and not lacks_features(row):
                 found[i] = row
         return found
+
+    def _stored_measures(self, sha256: str) -> dict[str, Any] | None:
+        """This content's measures by the run's detector version, or ``None`` (to be taken)."""
+        return self.store.measures_for(sha256, self.measures_version)
 
     def _names(self) -> list[str]:
         return [h.identity()[0] for h in self.models]
@@ -474,11 +487,12 @@ class Pipeline:
         unchanged = row is not None and row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns
         if row is not None and unchanged and not self.options.rescore:
             found = self._stored_scores(row["sha256"])
-            if len(found) == len(self.models):
+            measures = self._stored_measures(row["sha256"]) if len(found) == len(self.models) else None
+            if measures is not None:  # every score and the measures: nothing to compute
                 scores = {n: found[i]["score"] for i, n in enumerate(self._names())}
                 return FileEvent(
                     path, "cached", score=found[0]["score"], width=row["width"], height=row["height"],
-                    sha256=row["sha256"], scores=scores,
+                    sha256=row["sha256"], scores=scores, measures=measures,
                 )  # fmt: skip
         if not self.options.retry_failed:
             failure = self.store.failure_for(path)
@@ -568,14 +582,17 @@ class Pipeline:
                 failure = Failure(f"{MODEL_FAILED}{which}", "model", prepared.sha256)
                 item.event = self._finish(_Failed(entry, failure))
                 continue
+            measured = measures_row(prepared)
             self._queue(
                 photo_row(path, entry.size, entry.mtime_ns, prepared),
                 *rows,
+                *([measured] if measured is not None else []),
                 FailureCleared(path),
             )
             item.event = FileEvent(
                 path, "scored", score=scores[names[0]], warnings=list(decoded.warnings), width=decoded.width,
                 height=decoded.height, sha256=prepared.sha256, scores=scores,
+                measures=prepared.measures if prepared.measures is not None else self._stored_measures(prepared.sha256),
             )  # fmt: skip
 
     def _finish(self, outcome: _Reuse | _Failed) -> FileEvent:
@@ -583,16 +600,19 @@ class Pipeline:
         entry = outcome.entry
         path = _abs(entry.path)
         if isinstance(outcome, _Reuse):
+            measured = None
             if outcome.prepared is not None:
                 photo = photo_row(path, entry.size, entry.mtime_ns, outcome.prepared)
+                measured = measures_row(outcome.prepared)
             else:
                 photo = _copied_photo_row(path, entry, outcome.sha256, outcome.like)
-            self._queue(photo, FailureCleared(path))
+            self._queue(photo, *([measured] if measured is not None else []), FailureCleared(path))
             warnings = list(outcome.prepared.decoded.warnings) if outcome.prepared else []
             scores = {n: row["score"] for n, row in zip(self._names(), outcome.scores, strict=True)}
+            measures = measured.values if measured is not None else self._stored_measures(outcome.sha256)
             return FileEvent(
                 path, "cached", score=outcome.scores[0]["score"], width=photo.width, height=photo.height,
-                sha256=outcome.sha256, reused=True, warnings=warnings, scores=scores,
+                sha256=outcome.sha256, reused=True, warnings=warnings, scores=scores, measures=measures,
             )  # fmt: skip
         failure = outcome.failure
         opts = self.options
@@ -628,9 +648,15 @@ class Pipeline:
                     return None  # a moved, renamed or copied file: nothing to decode
             return [i for i in range(n) if i not in stored]
 
+        def measure(sha256: str) -> bool:
+            if self.options.rescore:
+                return True
+            with self.profile.timer("lookup"):
+                return self._stored_measures(sha256) is None
+
         try:
             outcome = prepare_file(entry.path, self.options, [h.get for h in self.models], plan=plan,
-                                   notify=self.notify, profile=self.profile)  # fmt: skip
+                                   measure=measure, notify=self.notify, profile=self.profile)  # fmt: skip
         except FatalError as exc:
             return _Fatal(exc)
         if isinstance(outcome, Failure):

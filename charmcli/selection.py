@@ -31,6 +31,7 @@ Extending the query (a new filter, a new ranking, a new fact about a score) mean
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Hashable, Iterator, Sequence
@@ -52,6 +53,9 @@ from charmcli.cull.ratings import percentile_rank
 from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import RankedPhoto, Store, TopFilter
+from charmcli.taste.learn import load as load_taste
+from charmcli.taste.learn import predict as predict_taste
+from charmcli.taste.model import TasteModel
 
 
 def resolve_model(store: Store, model: str | None) -> str | None:
@@ -132,6 +136,10 @@ class Query:
     decisions: bool = True  #: attach the rating/label last recorded for each path
     flag_limits: Limits = DEFAULT_LIMITS  #: thresholds turning measures into technical flags
     hide_flags: frozenset[str] = frozenset()  #: leave out photos with any of these flags
+    #: rank by this learned taste (``charm learn``) instead of the score, and attach ``taste``
+    #: (predicted stars, None for a photo without the features it was learned on); the best
+    #: frame of a burst is then the one the taste likes best
+    taste: str | None = None
 
     def ranking_filter(self, model: str, precision: str = "fp32") -> TopFilter:
         """The part of the query the store answers in SQL."""
@@ -150,6 +158,7 @@ class SelectedPhoto(RankedPhoto):
     label: str | None  #: the colour label last recorded, or None
     flags: list[str]  #: technical flag names under the query's limits (charmcli.flags)
     flag_reasons: list[str]  #: the same flags in words
+    taste: float | None  #: the query's taste: predicted stars (None: no taste asked, or no features)
 
 
 @dataclass
@@ -184,14 +193,22 @@ def select(store: Store, query: Query) -> Selection:
     if model is None:
         return Selection(None)
     precision, others = resolve_precision(store, model, query.precision)
+    taste = _taste(store, query.taste)
     flt = query.ranking_filter(model, precision)
     keep = None
     if query.best_of_group is not None:
         every = _existing(_flagged(store.iter_ranked(flt, embeddings=True), query), Selection(model, precision))
-        keep = {g.best.id for g in query.best_of_group.groups(every.records)}
+        records = every.records
+        if taste is not None:  # the burst's pick is the frame the taste likes best
+            liked = _tasted(store, taste, every.rows)
+            records = [dataclasses.replace(r, score=v) for r, v in zip(records, liked, strict=True)]
+        keep = {g.best.id for g in query.best_of_group.groups(records)}
     sel = Selection(model, precision, others)
     rows = _flagged(store.iter_ranked(flt, embeddings=query.embeddings or keep is not None), query)
-    _existing(_ranked_rows(rows, keep), sel, query.limit)
+    ranked = _ranked_rows(rows, keep)
+    if taste is not None:
+        ranked = _by_taste(store, taste, list(ranked))
+    _existing(ranked, sel, query.limit)
     _attach(store, query, sel)
     return sel
 
@@ -209,6 +226,21 @@ def _flagged(rows: Iterator[RankedPhoto], query: Query) -> Iterator[SelectedPhot
         row["flags"] = [f.name for f in found]
         row["flag_reasons"] = [f.reason for f in found]
         yield row
+def _taste(store: Store, name: str | None) -> TasteModel | None:
+    """The learned taste ``name`` (:class:`~charmcli.taste.learn.TasteError` when there is none), or None."""
+    return None if name is None else load_taste(store, name)
+
+
+def _tasted(store: Store, taste: TasteModel, rows: Sequence[RankedPhoto]) -> list[float | None]:
+    """Each row's predicted stars (None without the features the taste was learned on)."""
+    return predict_taste(store, taste, [r["sha256"] for r in rows])
+
+
+def _by_taste(store: Store, taste: TasteModel, rows: list[RankedPhoto]) -> Iterator[RankedPhoto]:
+    """``rows`` with ``taste`` attached, best liked first; photos it cannot judge last, by score."""
+    for row, value in zip(rows, _tasted(store, taste, rows), strict=True):
+        row["taste"] = value  # type: ignore[typeddict-unknown-key]
+    return iter(sorted(rows, key=lambda r: (r["taste"] is None, -(r["taste"] or 0.0))))  # stable: score order
 
 
 def _ranked_rows(rows: Iterator[SelectedPhoto], keep: set[Hashable] | None) -> Iterator[SelectedPhoto]:
@@ -230,7 +262,8 @@ def _existing(rows: Iterator[SelectedPhoto], sel: Selection, limit: int | None =
 
 
 def _attach(store: Store, query: Query, sel: Selection) -> None:
-    """Rank, library percentile and decision: the one place they are attached to a row."""
+    """Rank, library percentile and decision (and ``taste`` where none was asked): the one place
+    they are attached to a row."""
     pcts: list[float | None] = [None] * len(sel.rows)
     if query.percentiles and sel.model is not None:
         pcts = library_percentiles(store, sel.model, [r["score"] for r in sel.rows], sel.precision or "fp32")
@@ -238,6 +271,7 @@ def _attach(store: Store, query: Query, sel: Selection) -> None:
     for rank, (row, pct) in enumerate(zip(sel.rows, pcts, strict=True), start=1):
         made = decided.get(row["path"], {})
         row.update(rank=rank, percentile=pct, rating=made.get("rating"), label=made.get("label"))
+        row.setdefault("taste", None)  # ranked by a taste: set by _by_taste
 
 
 def library_percentiles(

@@ -38,11 +38,12 @@ from charmcli.library.decode import (
     preprocess_tag,
     read_bytes,
 )
+from charmcli.library.measures import measure_photo, measures_version
 from charmcli.library.metadata import PhotoMeta, read_metadata
 from charmcli.library.scan import display_path
 from charmcli.model.precision import DEFAULT_PRECISION, PrecisionChoice  # torch-free until detection
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
-from charmcli.store import META_COLUMNS, FailureRow, PhotoRow, ScoreRow
+from charmcli.store import META_COLUMNS, FailureRow, MeasuresRow, PhotoRow, ScoreRow
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
     from charmcli.model.base import Preparer, Scorer, ScoreResult
@@ -189,7 +190,8 @@ def load_preparer(options: ScoreOptions) -> Preparer:
 class Profile:
     """Seconds and counts per stage, summed over threads (so stages can overlap wall time)."""
 
-    STAGES = ("scan", "lookup", "read", "hash", "decode", "metadata", "tokenize", "load model", "network", "store")
+    STAGES = ("scan", "lookup", "read", "hash", "decode", "metadata", "measures", "tokenize", "load model", "network",
+              "store")  # fmt: skip
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -237,6 +239,9 @@ class Prepared:
     decoded: DecodedImage  #: the RGB image under the run's decode policy, its size and warnings
     meta: PhotoMeta
     inputs: dict[int, Any] = field(default_factory=dict)  #: model index -> prepared input (shared by equal keys)
+    #: technical measures of the decoded image (:func:`~charmcli.library.measures.measure_photo`),
+    #: ``None`` when not asked for (or when measuring failed: the score still counts)
+    measures: dict[str, Any] | None = None
 
 
 @dataclass
@@ -277,6 +282,7 @@ def prepare_file(
     *,
     data: bytes | None = None,
     plan: Callable[[str], Sequence[int] | None] | None = None,
+    measure: Callable[[str], bool] | None = None,
     notify: Callable[[str], None] | None = None,
     profile: Profile | None = None,
 ) -> Prepared | Failure | Hashed:
@@ -286,6 +292,9 @@ def prepare_file(
 
     ``plan(sha256)``, called once the content is known, names the model indices that still
     need an input (``None``: nothing more to do, :class:`Hashed` is returned without decoding).
+    ``measure(sha256)`` says whether the technical measures of this content are wanted: they are
+    then taken from the decoded image (even when ``plan`` needs no model) into
+    :attr:`Prepared.measures`.
     ``notify`` gets one line before a photo that will take long at native resolution.
     A :class:`FatalError` (a model that cannot load) is raised: the run cannot go on.
     """
@@ -298,8 +307,11 @@ def prepare_file(
         with _timer(profile, "hash"):
             sha = hashlib.sha256(data).hexdigest()
         wanted = list(range(len(models))) if plan is None else plan(sha)
+        measuring = measure is not None and measure(sha)
         if wanted is None:
-            return Hashed(sha)
+            if not measuring:
+                return Hashed(sha)
+            wanted = []  # every score is known, the measures are not: decode for them alone
         if notify is not None and (options.exact or options.max_side == 0):
             _warn_if_long(name, data, notify)
         with _timer(profile, "decode"):
@@ -319,11 +331,25 @@ def prepare_file(
                 with _timer(profile, "tokenize"):
                     by_key[key] = preparer.prepare(decoded.image)
             inputs[i] = by_key[key]
-        return Prepared(sha, decoded, meta, inputs)
+        measured = None
+        if measuring:
+            with _timer(profile, "measures"):
+                measured = _measure(decoded)
+        return Prepared(sha, decoded, meta, inputs, measured)
     except FatalError:
         raise
     except Exception as exc:  # one bad file never stops the run
         return failure_of(exc, sha)
+
+
+def _measure(decoded: DecodedImage) -> dict[str, Any] | None:
+    """The technical measures of the image already decoded for the score (no second decode); a
+    failure here loses the measures, never the score."""
+    try:
+        return measure_photo(decoded.image)
+    except Exception as exc:  # e.g. a broken OpenCV install: say so, keep the photo
+        decoded.warnings.append(f"technical measures failed: {type(exc).__name__}: {exc}"[:200])
+        return None
 
 
 def _warn_if_long(name: str, data: bytes, notify: Callable[[str], None]) -> None:
@@ -390,8 +416,16 @@ def score_row(
         cell_size=result.cell_size,
         embedding=embedding,
         seconds=result.seconds,
+        head_input=None if result.head_input is None else result.head_input.astype("<f2").tobytes(),
         precision=precision,
     )
+
+
+def measures_row(prepared: Prepared) -> MeasuresRow | None:
+    """The stored measures of one photo's content (``None`` when none were taken)."""
+    if prepared.measures is None:
+        return None
+    return MeasuresRow(prepared.sha256, measures_version(), prepared.measures)
 
 
 def photo_row(path: str, size: int, mtime_ns: int, prepared: Prepared) -> PhotoRow:

@@ -6,6 +6,7 @@ layers below the CLI, never this package or each other upwards):
 * :mod:`.score`: ``score``, ``compare`` (the commands that run the model);
 * :mod:`.query`: ``top``, ``show``, ``stats``, ``forget`` (reading the database);
 * :mod:`.cull`: ``groups``, ``rate``, ``report`` (culling what is scored, no torch);
+* :mod:`.taste`: ``learn`` (a taste from the user's own ratings, :mod:`charmcli.taste`);
 * :mod:`.review`: ``review`` (the browser culling desk of :mod:`charmcli.review`);
 * :mod:`.cluster`: ``cluster`` (Ray Data runs of :mod:`charmcli.cluster`);
 * :mod:`.models`: ``models``, ``models download``;
@@ -34,7 +35,7 @@ from typing import Annotated
 import typer
 
 from charmcli import __version__
-from charmcli.cli import cluster, cull, models, query, review, score
+from charmcli.cli import cluster, cull, models, query, review, score, taste
 from charmcli.cli.help import CharmTyper
 
 app = CharmTyper(
@@ -70,6 +71,7 @@ app.command()(query.show)
 app.command()(cull.groups)
 app.command()(cull.rate)
 app.command()(cull.report)
+app.command("learn")(taste.learn_command)
 app.command("review")(review.review)
 app.add_typer(models.app, name="models")
 app.add_typer(cluster.cluster_app, name="cluster")

@@ -9,6 +9,7 @@ model or imports torch: culling runs on stored scores and embeddings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Hashable, Sequence
@@ -21,6 +22,7 @@ import typer
 from rich.markup import escape
 
 from charmcli.cli.options import (
+    MIN_PATH,
     Chain,
     ChainOpt,
     Column,
@@ -32,6 +34,8 @@ from charmcli.cli.options import (
     PathsArg,
     RankModelOpt,
     SimilarityOpt,
+    TasteNameOpt,
+    TasteOpt,
     bundled,
     check_paths,
     common_folder,
@@ -45,6 +49,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     relative_to,
+    say,
 )
 from charmcli.cull.groups import (
     DEFAULT_MIN_SIMILARITY,
@@ -57,6 +62,7 @@ from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, Selection, select, unscored_model
 from charmcli.store import Store
+from charmcli.taste.learn import DEFAULT_TASTE
 
 
 class SidecarChoice(str, Enum):
@@ -70,17 +76,24 @@ class LayoutChoice(str, Enum):
 
 
 def load_selection(
-    store: Store, model: str | None, paths: Sequence[Path] = (), flags: FlagArgs = FlagArgs()
+    store: Store, model: str | None, paths: Sequence[Path] = (), flags: FlagArgs = FlagArgs(), taste: str | None = None
 ) -> Selection:
     """The photos a cull command works on (with percentiles, decisions and technical flags under
-    the limits asked for); says on stderr when there is nothing to work on."""
+    the limits asked for, and ``taste`` when one is named); says on stderr when there is nothing
+    to work on."""
+    from charmcli.taste.learn import TasteError
+
     limits, hidden = flags.limits(), flags.hidden()
     problem = unscored_model(store, model)
     if problem is not None and problem[1]:
         fail(problem[0])
     if problem is not None:
         err().print(escape(problem[0]))
-    sel = select(store, Query(model=model, paths=[str(p) for p in paths], flag_limits=limits, hide_flags=hidden))
+    try:
+        sel = select(store, Query(model=model, paths=[str(p) for p in paths], flag_limits=limits, hide_flags=hidden,
+                                  taste=taste))  # fmt: skip
+    except TasteError as exc:
+        fail(str(exc))
     if sel.model is None:
         err().print("No scores yet: run `charm score PATH...` first.")
     if sel.missing:
@@ -152,10 +165,8 @@ def groups(
         in_multi = sum(g.size for g in multi)
         untimed = sum(r.timestamp is None or r.embedding is None for r in sel.records)
         note = f" ({untimed} without capture time or embedding stay single)" if untimed else ""
-        err().print(
-            f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them; "
-            f"keeping each group's best frame and every single photo leaves {len(found)}{note}."
-        )
+        say(err(), f"{len(sel.records)} photos: {len(multi)} group(s) of 2 or more frames hold {in_multi} of them;",
+            f"keeping each group's best frame and every single photo leaves {len(found)}{note}.", sep=" ")  # fmt: skip
 
 
 def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any]:
@@ -198,7 +209,8 @@ def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, sim
                           fmt_pct(m["percentile"]), relative_to(m["path"], folder), escape(m["taken"])])  # fmt: skip
         table.append(None)
     base = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · chain {chain.value}"
-    print_table(console, columns, table[:-1], title=folder_title(base, folder, console.width))
+    # when each frame was taken tells a burst apart; a long name keeps its start and end
+    print_table(console, columns, table[:-1], title=folder_title(base, folder, console.width), min_path=MIN_PATH)
 
 
 def _histogram(sims: np.ndarray, width: float = 0.02, max_bins: int = 25) -> tuple[np.ndarray, np.ndarray]:
@@ -296,6 +308,8 @@ def rate(
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
     chain: ChainOpt = Chain.previous,
     model: RankModelOpt = None,
+    taste: TasteOpt = False,
+    taste_name: TasteNameOpt = DEFAULT_TASTE,
     db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")] = False,
     json_: JsonOpt = False,
@@ -309,7 +323,9 @@ def rate(
     A photo with a technical flag (soft, motion blur, bad exposure, closed eyes: `charm show`
     says which) gets at most 1 star, or a reject with --reject-flagged. Sidecars are merged: every
     other field is kept, only xmp:Rating and xmp:Label change, and a sidecar that already says
-    the same is not rewritten. Photos themselves are never written.
+    the same is not rewritten. Photos themselves are never written. With --taste the stars
+    follow your learned taste instead of the score (photos it cannot judge are left alone);
+    either way they are charm's guesses, which `charm learn` ignores.
     """
     from charmcli.cull.ratings import best_of_group_flags, plan_ratings
     from charmcli.cull.xmp import apply_ratings, ratings_items
@@ -321,13 +337,17 @@ def rate(
     flag_args = FlagArgs(flag_limits=flag_limits)
     flag_args.limits()  # a usage error answers before the database opens
     with open_db(db) as store:
-        sel = load_selection(store, model, paths, flag_args)
+        sel = load_selection(store, model, paths, flag_args, taste_name if taste else None)
     records = sel.records
-    best = best_of_group_flags(_groups_of(records, gap, similarity, chain)) if label and records else None
+    ranked = records  # what the stars and the burst's pick follow: the score, or the taste
+    if taste:
+        ranked = [dataclasses.replace(r, score=row["taste"]) for r, row in zip(records, sel.rows, strict=True)]
+    best = best_of_group_flags(_groups_of(ranked, gap, similarity, chain)) if label and records else None
     flagged = {r.id for r, row in zip(records, sel.rows, strict=True) if row["flags"]}
-    plans = plan_ratings({r.id: r.score for r in records}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
+    plans = plan_ratings({r.id: r.score for r in ranked}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]
                          best_of_group=best, best_label=label, flagged=flagged,
                          reject_flagged=reject_flagged)  # fmt: skip
+    records = [r for r in records if r.id in plans]
     by_path = {str(r.path): r for r in records}
     items = sorted(ratings_items({r.id: r.path for r in records}, plans), key=lambda it: str(it[0]))
     changes = apply_ratings(items, style=sidecar.value, dry_run=dry_run)
@@ -347,6 +367,7 @@ def rate(
                   else ("would " if dry_run else "") + ("update" if ch.existed else "create"))  # fmt: skip
         photos.append({
             "path": str(ch.photo), "sidecar": str(ch.sidecar), "score": r.score,
+            **({"taste": sel.by_id[r.id]["taste"]} if taste else {}),
             "percentile": round(plan.percentile, 2), "stars": plan.stars, "label": plan.label,
             "flags": by_id[r.id]["flags"],
             "old_rating": ch.old_rating, "new_rating": ch.new_rating, "old_label": ch.old_label,
@@ -369,11 +390,12 @@ def rate(
         console.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
     if records:
         verb = "Would write" if dry_run else "Wrote"
-        console.print(
+        say(console,
             f"{verb} {counts['create'] + counts['update']} sidecar(s) ({counts['create']} new), {counts['unchanged']} "
-            f"unchanged, {len(errors)} error(s) · stars by percentile within {len(records)} photo(s), cuts "
-            f"{'/'.join(f'{c:g}' for c in cuts)}, model {sel.model}" + (" · nothing written (--dry-run)" if dry_run else "")
-        )
+            f"unchanged, {len(errors)} error(s)",
+            f"stars by percentile within {len(records)} photo(s), cuts {'/'.join(f'{c:g}' for c in cuts)}, "
+            f"model {sel.model}" + (f", taste {taste_name}" if taste else ""),
+            "nothing written (--dry-run)" if dry_run else "")  # fmt: skip
     elif sel.model:
         console.print("Nothing to rate.")
     raise typer.Exit(1 if errors else 0)
@@ -384,8 +406,8 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
     label and what happened to the sidecar; the label goes first when narrow."""
     console = out()
     folder = common_folder([p["path"] for p in photos])
-    columns = [Column("file", path=True), Column("score", "right", drop=2), Column("pct", "right"),
-               Column("rating"), Column("label", drop=1), Column("sidecar")]  # fmt: skip
+    columns = [Column("file", path=True), Column("score", "right", drop=1), Column("pct", "right"),
+               Column("rating"), Column("label", drop=2), Column("sidecar")]  # fmt: skip
     rows = []
     for p in photos:
         rating = _stars_text(p["new_rating"])
@@ -398,7 +420,8 @@ def _print_rate(photos: list[dict[str, Any]], dry_run: bool) -> None:
         rows.append([relative_to(p["path"], folder), fmt_score(p["score"]), f"{p['percentile']:.0f}", rating,
                      label, status])  # fmt: skip
     base = "ratings" + (" (dry run: nothing written)" if dry_run else "")
-    print_table(console, columns, rows, title=folder_title(base, folder, console.width))
+    # what a photo gets matters more here than its whole name (which keeps its start and end)
+    print_table(console, columns, rows, title=folder_title(base, folder, console.width), min_path=MIN_PATH)
 
 
 # -- charm report -------------------------------------------------------------------------------
@@ -483,8 +506,8 @@ def report(
                    "photos": len(chosen), "groups": n_groups, "thumbs": str(page.parent / "thumbs")})  # fmt: skip
     else:
         sys.stdout.write(page.as_uri() + "\n")
-    err().print(f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout "
-                 f"→ {escape(display_path(page))}")  # fmt: skip
+    say(err(), f"Contact sheet: {len(chosen)} photo(s), {n_groups} group(s) of similar frames, {layout.value} layout",
+        f"→ {escape(display_path(page))}", sep=" ")  # fmt: skip
 
 
 __all__ = ["groups", "load_selection", "rate", "report"]

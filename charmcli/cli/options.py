@@ -43,7 +43,8 @@ from charmcli.work import ScoreOptions
 # -- output -------------------------------------------------------------------------------------
 
 
-_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)(?=\n|$)")
+_TRAILING = re.compile(r"(?:\x1b\[[0-9;]*m)*(?: (?:\x1b\[[0-9;]*m)*)+(?=\n|$)")
+_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _Console(Console):
@@ -51,18 +52,31 @@ class _Console(Console):
     column's width (the last one too) and keeps the space where it wraps a line."""
 
     def _render_buffer(self, buffer: Any) -> str:
-        return _TRAILING.sub(r"\1", super()._render_buffer(buffer))
+        return _TRAILING.sub(lambda m: "".join(_STYLE.findall(m.group())), super()._render_buffer(buffer))
 
 
 def err() -> Console:
     """stderr: progress, per-file errors, summaries. Created per call: CliRunner (and pytest's
-    capsys) swap ``sys.stderr`` between invocations."""
-    return _Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    capsys) swap ``sys.stderr`` between invocations.
+
+    In a terminal a long message wraps between words at its width (the terminal itself would cut
+    words in two); written to a file or a pipe, every message stays one line, for grep.
+    """
+    console = _Console(file=sys.stderr, highlight=False)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 def out() -> Console:
-    """stdout: the data (tables, ``--json``, ``--csv``)."""
-    return _Console(file=sys.stdout, highlight=False)
+    """stdout: the data (tables, ``--json``, ``--csv``).
+
+    Fitted to the terminal, or to ``COLUMNS``; a pipe or a file without ``COLUMNS`` has no width,
+    so nothing is shortened or left out there (see :func:`table_width`).
+    """
+    console = _Console(file=sys.stdout, highlight=False)
+    if table_width(console) is None:
+        console.width = 1 << 16
+    return console
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -70,6 +84,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     line = " ".join(str(message).split())
     err().print(f"[red]charm: error:[/red] {escape(line)}")
     raise typer.Exit(code)
+
+
+def say(console: Console, *parts: str, sep: str = " · ") -> None:
+    """A message made of parts (markup): one line in a log, or in a terminal wide enough; else a
+    line per part, so a narrow terminal breaks it where the sense breaks, not mid-phrase."""
+    shown = [part for part in parts if part]
+    line = sep.join(shown)
+    if console.soft_wrap or Text.from_markup(line).cell_len <= console.width:
+        console.print(line)
+    else:
+        for part in shown:
+            console.print(part)
 
 
 def emit_json(data: Any) -> None:
@@ -111,6 +137,16 @@ def open_db(db: Path | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def as_typed(path: os.PathLike[str] | str) -> str:
+    """A path as the user would type it: relative to the working folder when it lies below it
+    (``Photos/a.jpg`` for ``charm score Photos``), else whole; printable either way."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return display_path(path)
+    return display_path(path if relative.startswith(os.pardir) else relative)
 
 
 def check_paths(paths: Sequence[Path], *, files_only: bool = False) -> None:
@@ -281,6 +317,9 @@ RankModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", metavar="NAME", help="Use this model's scores (default: the most used)."),
 ]
+# A learned taste (`charm learn`): Typer options cannot take an optional value, so the name is apart.
+TasteOpt = Annotated[bool, typer.Option("--taste", help="Rank by your learned taste (`charm learn`), not the score.")]
+TasteNameOpt = Annotated[str, typer.Option("--name", metavar="NAME", help="Which learned taste --taste uses.")]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, metavar="N", help="Decode threads (default: up to 4).")
 ]
@@ -461,7 +500,7 @@ class Column:
     ``path``: the column holds raw paths (shortened to fit, then escaped); at most one per table.
     ``wrap``: free text that may wrap (an error message); it counts at most ``wrap`` cells wide.
     ``short``: when narrow, cells are cut to this many cells (a date without its time) before
-    any column is dropped.
+    any column is dropped; with ``ellipsis``, a cut cell ends in ``…`` (a camera's name).
     """
 
     header: str
@@ -470,23 +509,26 @@ class Column:
     path: bool = False
     wrap: int = 0
     short: int = 0
+    ellipsis: bool = False
 
 
-MIN_PATH = 28  #: a path column narrower than this drops optional columns first
+MIN_PATH = 24  #: a path column narrower than this drops optional columns first
 
 
 def fit_path(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` cells: the file name whole, leading folders replaced by ``…``.
 
-    A name that alone is too long keeps its start and its extension (``IMG_20240…_0001.jpg``).
+    A name that alone is too long keeps its start and its end (``IMG_2024…0317_0001.jpg``): names
+    of one series differ at the end as often as at the start.
     """
     if cell_len(text) <= limit:
         return text
     head, _sep, name = text.rpartition(os.sep)
     if cell_len(name) + 2 > limit:
         stem, ext = os.path.splitext(name)
-        keep = max(1, limit - cell_len(ext) - 1)
-        return stem[:keep] + "…" + ext
+        keep = max(2, limit - cell_len(ext) - 1)
+        front = (keep + 1) // 2
+        return stem[:front] + "…" + stem[len(stem) - (keep - front):] + ext
     shown = name
     for part in reversed(head.split(os.sep)):
         candidate = part + os.sep + shown
@@ -526,26 +568,44 @@ def _cell_width(cell: str, column: Column) -> int:
     return min(width, column.wrap) if column.wrap else width
 
 
+def table_width(console: Console) -> int | None:
+    """The width a table is fitted to: the terminal's, or ``COLUMNS``; ``None`` (no limit) when
+    the output goes to a pipe or a file and ``COLUMNS`` is not set: nothing is left out there."""
+    return console.width if console.is_terminal or os.environ.get("COLUMNS", "").isdigit() else None
+
+
 def print_table(
     console: Console,
     columns: Sequence[Column],
     rows: Sequence[Sequence[str] | None],
     *,
     title: str | None = None,
+    min_path: int | None = None,
 ) -> None:
-    """Print rows (``None`` = a section break) fitted to ``console.width``; see :class:`Column`."""
+    """Print rows (``None`` = a section break) fitted to the console's width; see :class:`Column`.
+
+    Optional columns give way so that every file name stays whole (``min_path=None``), or until
+    the path column is ``min_path`` cells wide, where the other columns matter more (names then
+    keep their start and end). What does not fit is said in one line on stderr: a column left
+    out, a column cut short.
+    """
     active = list(range(len(columns)))
     natural = [
         max([cell_len(c.header)] + [_cell_width(r[i], c) for r in rows if r is not None]) for i, c in enumerate(columns)
     ]
+    full = list(natural)
     path_col = next((i for i, c in enumerate(columns) if c.path), None)
+    limited = table_width(console)
+    width = console.width
 
     def budget() -> int:
         fixed = sum(natural[i] for i in active if i != path_col)
-        return console.width - fixed - 3 * (len(active) - 1)  # a space and two paddings between
+        return width - fixed - 3 * (len(active) - 1)  # a space and two paddings between
 
+    names = [] if path_col is None else [cell_len(os.path.basename(display_path(r[path_col]))) for r in rows if r]
+    floor = min_path if min_path is not None else max([MIN_PATH] + [n + 2 for n in names])
     cut: dict[int, int] = {}
-    while path_col is not None and budget() < min(natural[path_col], MIN_PATH):
+    while path_col is not None and budget() < min(natural[path_col], floor):
         shorter = [i for i in active if columns[i].short and natural[i] > columns[i].short]
         if shorter:
             i = shorter[0]
@@ -555,8 +615,15 @@ def print_table(
         if not optional:
             break
         active.remove(max(optional, key=lambda i: columns[i].drop))
+    for i in list(cut):  # a column left out may have made room for a cut one, the path losing nothing
+        natural[i] = full[i]
+        if path_col is not None and budget() < natural[path_col]:
+            natural[i] = cut[i]
+        else:
+            del cut[i]
+    hidden = [f"{columns[i].header} left out" for i in range(len(columns)) if i not in active and columns[i].header]
+    hidden += [f"{columns[i].header} cut short" for i in cut if i in active]
     if path_col is not None:  # free text gives way (down to 16 cells) before a file name is cut
-        names = [cell_len(os.path.basename(display_path(r[path_col]))) for r in rows if r is not None]
         need = min(natural[path_col], max([MIN_PATH] + [n + 2 for n in names]))
         for i in active:
             if columns[i].wrap and budget() < need:
@@ -581,10 +648,15 @@ def print_table(
             if columns[i].path:
                 cell = escape(fit_path(display_path(cell), limit))
             elif i in cut:
-                cell = Text.from_markup(cell)[: cut[i]].markup
+                text = Text.from_markup(cell)
+                if columns[i].ellipsis and text.cell_len > cut[i]:
+                    text = text[: cut[i] - 1] + "…"
+                cell = text[: cut[i]].markup
             cells.append(cell)
         table.add_row(*cells)
     console.print(table)
+    if hidden and limited:
+        err().print(f"[dim]({', '.join(hidden)} at {width} columns: a wider terminal or --json shows all)[/]")
 
 
 

@@ -32,6 +32,8 @@ from charmcli.cli.options import (
     ModelArgs,
     PathsArg,
     RankModelOpt,
+    TasteNameOpt,
+    TasteOpt,
     bundled,
     check_date_option,
     check_paths,
@@ -55,6 +57,7 @@ from charmcli.cli.score import score_files
 from charmcli.flags import DEFAULT_LIMITS, Limits, evaluate, eyes_note
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, library_percentiles, resolve_model, select, unscored_model
+from charmcli.taste.learn import DEFAULT_TASTE, TasteError
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
@@ -96,6 +99,8 @@ def top(
     similarity: _SimilarityOpt = 0.90,
     chain: ChainOpt = Chain.previous,
     flags: FlagArgs = FlagArgs(),
+    taste: TasteOpt = False,
+    taste_name: TasteNameOpt = DEFAULT_TASTE,
 ) -> None:
     """The N best photos, best first; filters narrow the field, --export copies or links them.
 
@@ -133,12 +138,13 @@ def top(
                 folder=folder, paths=[str(p) for p in paths], limit=n, embeddings=False,
                 best_of_group=Grouping(gap, similarity, chain.value) if best_of_group else None,
                 flag_limits=limits, hide_flags=hidden,
+                taste=taste_name if taste else None,
             )  # fmt: skip
             try:
                 sel = select(store, query)
-            except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
+            except (ValueError, TasteError) as exc:  # mixed checkpoints under one name; no such taste
                 fail(str(exc))
-            rows, missing = [_top_record(row) for row in sel.rows], sel.missing
+            rows, missing = [_top_record(row, taste) for row in sel.rows], sel.missing
             for other, count in sel.other_precisions:  # one precision ranks; say what is left out
                 console.print(f"[dim]ranked by {sel.precision} scores; {count} photo(s) also have {other} "
                               f"scores, not mixed in.[/]")  # fmt: skip
@@ -146,12 +152,13 @@ def top(
         emit_json(rows)
     elif csv_:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(TOP_FIELDS), lineterminator="\n", extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=[*TOP_FIELDS, *(["taste"] if taste else [])], lineterminator="\n",
+                                extrasaction="ignore")  # fmt: skip
         writer.writeheader()
         writer.writerows({**r, "flags": ";".join(r["flags"])} for r in rows)
         write_raw(buf.getvalue())
     elif chosen is not None:
-        _print_top(rows, chosen)
+        _print_top(rows, chosen, taste_name if taste else None)
     if missing:
         console.print(f"[dim]{missing} scored file(s) no longer exist and were skipped (`charm forget` drops them).[/]")
     code = 0
@@ -161,8 +168,8 @@ def top(
     raise typer.Exit(code)
 
 
-def _top_record(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _top_record(row: dict[str, Any], taste: bool = False) -> dict[str, Any]:
+    record = {
         "rank": row["rank"],
         "score": row["score"],
         "percentile": row["percentile"],
@@ -184,6 +191,9 @@ def _top_record(row: dict[str, Any]) -> dict[str, Any]:
         "flags": row["flags"],
         "measures": row["measures"],
     }
+    if taste:  # predicted stars of the learned taste (None: the photo lacks the features it needs)
+        record["taste"] = row["taste"]
+    return record
 
 
 def _rated(rating: int | None) -> str:
@@ -191,13 +201,13 @@ def _rated(rating: int | None) -> str:
     return "" if rating is None else "✕" if rating < 0 else str(rating)
 
 
-def _print_top(rows: list[dict[str, Any]], model: str) -> None:
+def _print_top(rows: list[dict[str, Any]], model: str, taste: str | None = None) -> None:
     """At 80 columns: rank, score, percentile, the path under the folder they share, the date;
-    the camera and the time of day join when there is room."""
+    the camera and the time of day join when there is room; with a taste, its predicted stars."""
     console = out()
     folder = common_folder([r["path"] for r in rows])
     columns = [Column("#", "right"), Column("score", "right"), Column("pct", "right"),
-               Column("file", path=True), Column("taken", drop=1, short=10), Column("camera", drop=2)]  # fmt: skip
+               Column("file", path=True), Column("taken", drop=1, short=10), Column("camera", drop=2, short=14, ellipsis=True)]  # fmt: skip
     table = [
         [str(r["rank"]), fmt_score(r["score"]), fmt_pct(r["percentile"]), relative_to(r["path"], folder),
          (r["date_taken"] or "")[:16].replace("T", " "), escape(r["camera"] or "")]
@@ -207,11 +217,16 @@ def _print_top(rows: list[dict[str, Any]], model: str) -> None:
         columns.insert(3, Column("★", "right", drop=1))
         for line, r in zip(table, rows, strict=True):
             line.insert(3, _rated(r["rating"]))
+    if taste is not None:
+        columns.insert(1, Column("taste", "right"))
+        for line, r in zip(table, rows, strict=True):
+            line.insert(1, "–" if r["taste"] is None else f"{r['taste']:.1f}")
     if any(r["flags"] for r in rows):  # technical flags, when any photo has one
         columns.append(Column("flags", drop=1))
         for line, r in zip(table, rows, strict=True):
             line.append(",".join(r["flags"]))
-    title = folder_title(f"top {len(rows)} · model {model}", folder, console.width)
+    how = f"model {model}" if taste is None else f"taste {taste} · model {model}"
+    title = folder_title(f"top {len(rows)} · {how}", folder, console.width)
     print_table(console, columns, table, title=title)
 
 
@@ -325,8 +340,23 @@ def _photo_info(store, path: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, 
         "flags": [f.name for f in found],
         "flag_reasons": [f.reason for f in found],
         "measures": measures,
+        "tastes": _tastes_of(store, sha) if scores else [],
         "failure": failure and {k: failure[k] for k in ("reason", "kind", "failed_at")},
     }
+
+
+def _tastes_of(store, sha: str) -> list[dict[str, Any]]:
+    """What every learned taste predicts for this content (stars; None without the features it needs)."""
+    from charmcli.taste.learn import load, predict
+
+    found = []
+    for t in store.tastes():
+        try:
+            value = predict(store, load(store, t["name"]), [sha])[0]
+        except TasteError:  # unreadable: `charm learn` again replaces it
+            value = None
+        found.append({"name": t["name"], "taste": value, "ratings": t["ratings"], "learned_at": t["learned_at"]})
+    return found
 
 
 def _score_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -377,8 +407,14 @@ def _print_show(info: dict[str, Any]) -> None:
         if photo.get(key) is not None:
             label = "camera model" if key == "model" else key
             console.print(f"[dim]{label:<13}[/dim] {escape(str(photo[key]))}", soft_wrap=True)
-    if info["failure"]:
-        console.print(f"[red]failed[/red] {escape(info['failure']['reason'])} ({info['failure']['failed_at']})")
+    failure = info["failure"]
+    if failure and not info["scores"]:
+        when = (failure["failed_at"] or "")[:16].replace("T", " ")
+        console.print(f"[red]Not scored: it failed[/red] ({escape(when)}): {escape(failure['reason'])}. "
+                      "It is not tried again while it does not change; `charm score --retry-failed` does.")  # fmt: skip
+        return
+    if failure:
+        console.print(f"[red]failed[/red] {escape(failure['reason'])} ({failure['failed_at']})")
     _print_flags(console, info)
     if not info["scores"]:
         console.print("Not scored yet: run `charm score` on it (or `charm show --explain OUT.png`).")
@@ -399,6 +435,11 @@ def _print_show(info: dict[str, Any]) -> None:
             console.print(escape(f"{indent}{how}\n{indent}{what}"))
         if s.get("head"):
             console.print(f"{indent}head {escape(s['head'])}")
+    for t in info["tastes"]:
+        value = "– (scored before its features were kept: `charm score` it again)" if t["taste"] is None \
+            else f"{t['taste']:.1f} stars"
+        console.print(f"[bold]taste[/bold] {escape(t['name'])}: {value} [dim]({t['ratings']} ratings, "
+                      f"learned {t['learned_at'][:10]})[/]")  # fmt: skip
     for s in info["scores"]:
         grid = _cell_map(s, max_cols=min(64, console.width))
         if grid:

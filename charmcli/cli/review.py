@@ -20,6 +20,8 @@ from charmcli.cli.options import (
     PathsArg,
     RankModelOpt,
     SimilarityOpt,
+    TasteNameOpt,
+    TasteOpt,
     check_paths,
     err,
     fail,
@@ -27,6 +29,7 @@ from charmcli.cli.options import (
 from charmcli.cull.groups import DEFAULT_MAX_GAP_S, DEFAULT_MIN_SIMILARITY
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL
 from charmcli.library.scan import display_path
+from charmcli.taste.learn import DEFAULT_TASTE
 
 
 def review(
@@ -43,6 +46,8 @@ def review(
     gap: GapOpt = DEFAULT_MAX_GAP_S,
     similarity: SimilarityOpt = DEFAULT_MIN_SIMILARITY,
     chain: ChainOpt = Chain.previous,
+    taste: TasteOpt = False,
+    taste_name: TasteNameOpt = DEFAULT_TASTE,
     db: DbOpt = None,
     flag_limits: FlagLimitsOpt = None,
 ) -> None:
@@ -66,12 +71,13 @@ def review(
     except StoreError as exc:
         fail(str(exc))
     try:
-        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value, limits)
+        _run(store, paths, model, port, no_browser, sidecar.value, label, gap, similarity, chain.value, limits,
+             taste_name if taste else None)
     finally:
         store.close()
 
 
-def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain, limits) -> None:  # type: ignore[no-untyped-def]
+def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity, chain, limits, taste) -> None:  # type: ignore[no-untyped-def]
     from charmcli.review.desk import Desk, DeskError
     from charmcli.review.images import ImageCache
     from charmcli.selection import resolve_model, unscored_model
@@ -84,7 +90,7 @@ def _run(store, paths, model, port, no_browser, sidecar, label, gap, similarity,
         fail("no scores yet: run `charm score PATH...` first")
     try:
         desk = Desk(store, chosen, [os.fspath(p) for p in paths], sidecar=sidecar, pick_label=label, gap=gap,
-                    similarity=similarity, chain=chain, flag_limits=limits)  # fmt: skip
+                    similarity=similarity, chain=chain, flag_limits=limits, taste=taste)  # fmt: skip
     except DeskError as exc:
         fail(str(exc))
     facts = desk.facets()

@@ -23,6 +23,7 @@ from charmcli.cli.options import (
     JsonOpt,
     ModelArgs,
     WorkersOpt,
+    as_typed,
     bundled,
     check_paths,
     emit_json,
@@ -34,6 +35,7 @@ from charmcli.cli.options import (
     open_db,
     out,
     print_table,
+    say,
     score_options,
 )
 from charmcli.library.scan import display_path
@@ -91,7 +93,7 @@ def _run_score(pipeline: Pipeline, paths: list[Path], *, console: Console, json_
         TimeElapsedColumn,
     )
 
-    show_progress = not quiet and console.is_terminal
+    show_progress = not quiet and console.is_interactive  # a live bar needs a terminal that redraws
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -152,8 +154,8 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     summary = pipeline.summary
     if summary.known_failures:
         console.print(
-            f"{summary.known_failures} file(s) failed before and did not change: see `charm stats` "
-            f"(--retry-failed retries)"
+            f"{summary.known_failures} file(s) failed before and did not change: see `charm stats`, "
+            f"--retry-failed"
         )
     if not items and not summary.interrupted:
         console.print("No photos found: no file with a photo extension under the given paths.")
@@ -167,21 +169,20 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     known = f", {summary.known_failures} known failure(s)" if summary.known_failures else ""
     skipped = f", {summary.skipped} skipped" if summary.skipped else ""
     precision = ", ".join(h.precision().precision for h in pipeline.models)
-    model = (f" · model {name} ({ckpt}, {pipeline.options.preprocess}, {precision})"
+    model = (f"model {name} ({ckpt}, {pipeline.options.preprocess}, {precision})"
              if summary.scored or summary.cached else "")  # fmt: skip
-    console.print(
-        f"{head}{summary.scored} scored, {summary.cached} cached{reused}, {failed}{known}{skipped} "
-        f"in {summary.seconds:.1f} s{model}"
-    )
+    counts = f"{head}{summary.scored} scored, {summary.cached} cached{reused}, {failed}{known}{skipped} " \
+             f"in {summary.seconds:.1f} s"  # fmt: skip
+    say(console, counts, model)
 
 
 def _render_event(console: Console, event: FileEvent, model: str | None, *, json_: bool) -> None:
     if json_:
         emit_json(event.to_json(model))
     if event.status == "error" and not event.known_failure:
-        console.print(f"[red]error[/red] {escape(display_path(event.path))}: {escape(event.error or '')}")
+        console.print(f"[red]error[/red] {escape(as_typed(event.path))}: {escape(event.error or '')}")
     elif event.status == "skipped":
-        console.print(f"[yellow]skipped[/yellow] {escape(display_path(event.path))}: {escape(event.error or '')}")
+        console.print(f"[yellow]skipped[/yellow] {escape(as_typed(event.path))}: {escape(event.error or '')}")
 
 
 def _print_profile(console: Console, prof: Profile) -> None:

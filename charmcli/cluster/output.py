@@ -66,6 +66,7 @@ SCHEMA = pa.schema(
         pa.field("kept_cells", pa.list_(pa.list_(pa.int32()))),  # [[row, col], ...] at full resolution
         pa.field("cell_size", pa.int32()),
         pa.field("embedding", pa.binary()),  # float16 little-endian CLS vector (what `groups` uses)
+        pa.field("head_input", pa.binary()),  # float16 input of the head (Charm: [CLS, mean of patches])
         pa.field("format", pa.string()),
         *(pa.field(name, _EXIF_TYPES.get(c, pa.string())) for c, name in EXIF_FIELDS.items()),
         pa.field("warnings", pa.list_(pa.string())),
@@ -107,6 +108,7 @@ def score_columns(score: ScoreRow) -> dict[str, Any]:
         "kept_cells": [[r, c] for r, c in score.kept_cells],
         "cell_size": score.cell_size,
         "embedding": score.embedding,
+        "head_input": score.head_input,
         "seconds": score.seconds,
         "precision": score.precision,
     }
@@ -129,6 +131,7 @@ def score_of(row: dict[str, Any]) -> ScoreRow:
         embedding=row.get("embedding"),
         seconds=row.get("seconds"),
         precision=row.get("precision") or "fp32",
+        head_input=row.get("head_input"),
     )
 
 

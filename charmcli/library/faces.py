@@ -22,22 +22,18 @@ Only pixels in, counts out; the thresholds that turn counts into a flag live in
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import threading
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-try:  # optional: pip install 'charmcli[faces]'
-    import cv2
-
-    # charm calls this from its decode threads, beside torch's own threads: OpenCV's thread pool
-    # on top would only oversubscribe the cores.
-    cv2.setNumThreads(1)
-    HAVE_FACES = True
-except ImportError:  # pragma: no cover - depends on the environment
-    cv2 = None
-    HAVE_FACES = False
+#: The optional ``faces`` extra (``pip install 'charmcli[faces]'``) is installed. OpenCV itself is
+#: imported on first use only: every command imports this module, few of them look at faces.
+HAVE_FACES = importlib.util.find_spec("cv2") is not None
 
 #: Long side of the copy faces are searched on: the frontal cascade's window is 24 px, so the
 #: smallest face found is 24 px here (48 px on a 1024 px photo, below which eyes are ~8 px).
@@ -75,17 +71,28 @@ class FaceMeasures:
 FACE_FIELDS = ("faces", "eyes_closed", "small_faces")
 
 
+@functools.cache
+def _cv2() -> Any:
+    import cv2
+
+    # charm calls the detector from its decode threads, beside torch's own threads: OpenCV's
+    # thread pool on top would only oversubscribe the cores.
+    cv2.setNumThreads(1)
+    return cv2
+
+
 def detector_version() -> str:
     """The face detector's identity for the store key: ``none`` when OpenCV is not installed."""
     if not HAVE_FACES:
         return "none"
-    return f"{FACES_VERSION}-opencv{cv2.__version__}"
+    return f"{FACES_VERSION}-opencv{_cv2().__version__}"
 
 
 def _cascades() -> dict[str, object]:
     """Per-thread cascades (``CascadeClassifier`` objects are not safe to share across threads)."""
     cached = getattr(_local, "cascades", None)
     if cached is None:
+        cv2 = _cv2()
         root = cv2.data.haarcascades
         cached = {
             name: cv2.CascadeClassifier(root + f"haarcascade_{name}.xml")
@@ -124,6 +131,7 @@ def _eyes_found(cascades: dict, face: np.ndarray) -> int:
     """Number of eye detections (either cascade) in the eye band of one face crop."""
     h = face.shape[0]
     band = face[int(h * EYE_BAND[0]) : int(h * EYE_BAND[1]), :]
+    cv2 = _cv2()
     band = cv2.equalizeHist(band)
     min_eye = max(12, EYE_FACE_WIDTH // 8)
     found = 0
@@ -141,6 +149,7 @@ def detect(image: Image.Image, *, work_side: int = 1024) -> FaceMeasures | None:
     if not HAVE_FACES:
         return None
     cascades = _cascades()
+    cv2 = _cv2()
     small = _gray(image, FACE_SIDE)
     scale = min(1.0, FACE_SIDE / max(image.size))
     boxes = cascades[FACE_CASCADE].detectMultiScale(

@@ -35,6 +35,7 @@ from charmcli.flags import DEFAULT_LIMITS, FLAG_NAMES, Limits, parse_names
 from charmcli.library.scan import display_path
 from charmcli.selection import Grouping, Query, select
 from charmcli.store import Store, check_date
+from charmcli.taste.learn import TasteError
 
 #: Lightroom's standard colour labels (what Bridge, darktable and digiKam map too).
 LABELS = ("Red", "Yellow", "Green", "Blue", "Purple")
@@ -115,9 +116,11 @@ class Desk:
         similarity: float = DEFAULT_MIN_SIMILARITY,
         chain: Chain = "previous",
         flag_limits: Limits = DEFAULT_LIMITS,
+        taste: str | None = None,
     ) -> None:
         self.store = store
         self.flag_limits = flag_limits
+        self.taste = taste  #: a learned taste (`charm learn`): each photo carries its prediction
         self.model = model
         self.roots = [os.path.abspath(p) for p in paths]
         self.sidecar: SidecarStyle = sidecar
@@ -138,6 +141,16 @@ class Desk:
         return Query(model=self.model, min_score=f.min_score, since=f.since, until=f.until, camera=f.camera,
                      folder=f.folder, paths=self.roots, flag_limits=self.flag_limits, **attach)  # fmt: skip
 
+    def _tasted(self) -> dict[int, float | None]:
+        """Photo id → the taste's predicted stars (empty without a taste): the page can sort by it."""
+        if self.taste is None:
+            return {}
+        try:
+            sel = select(self.store, self._query(taste=self.taste, embeddings=False, percentiles=False, decisions=False))
+        except TasteError as exc:
+            raise DeskError(str(exc), 409) from None
+        return {row["id"]: row["taste"] for row in sel.rows}
+
     def refresh(self) -> None:
         """Re-read the selection from the store (new scores, files gone) and regroup it."""
         version = self.store.data_version()
@@ -148,6 +161,7 @@ class Desk:
         except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
             raise DeskError(str(exc), 500) from None
         where = {m.id: (g, pos) for g in groups for pos, m in enumerate(g.members)}
+        tasted = self._tasted()
         entries: dict[int, dict[str, Any]] = {}
         order: list[int] = []
         for row in rows:
@@ -174,6 +188,7 @@ class Desk:
                 "best": g.size > 1 and g.best.id == row["id"],
                 "flags": row["flags"],
                 "flag_reasons": row["flag_reasons"],
+                "taste": tasted.get(row["id"]),
                 # private: what the image routes need (never sent to the page)
                 "_sha256": row["sha256"],
                 "_size": row["size"],
@@ -243,6 +258,7 @@ class Desk:
             "roots": [display_path(r) for r in self.roots],
             "sidecar": self.sidecar,
             "pick_label": self.pick_label,
+            "taste": self.taste,
             "labels": list(LABELS),
             "flags": {name: sum(name in e["flags"] for e in entries) for name in FLAG_NAMES},
         }

@@ -42,6 +42,16 @@ CACHE_VERSION = "v1"  #: bump when renderings change, so old files are not serve
 MAX_DECODES = 2
 
 
+
+def no_cells_reason(score: dict[str, Any]) -> str:
+    """Why a score has no kept cells to draw, as ``charm show`` tells it (``0 kept cells (short)``)."""
+    if score.get("token_path") == "short":
+        return ("no cells to mark: the photo took the short path, where every cell is kept at full "
+                "resolution (none was downsampled)")  # fmt: skip
+    if not score.get("token_path"):
+        return "no cells to mark: this model sees the whole photo resized and keeps no cells"
+    return "no cells to mark: this score kept none"
+
 class ImageError(Exception):
     """No picture for this photo; ``status`` is the HTTP status that says why."""
 
@@ -155,7 +165,7 @@ class ImageCache:
         """
         cells = [tuple(c) for c in json.loads(score.get("kept_cells") or "[]")]
         if not cells or not score.get("input_width") or not score.get("input_height"):
-            raise ImageError("this score has no kept cells to show (scored by a model without them)")
+            raise ImageError(no_cells_reason(score))
         if score.get("preprocess") == "exact":
             with self._per_photo(entry["_sha256"]):
                 base = _shrunk(self._decode(entry, max_side=0, exact=True).image, SIZES["preview"])

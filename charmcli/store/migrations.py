@@ -168,9 +168,43 @@ def m005_measures(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m006_taste(db: sqlite_utils.Database) -> None:
+    """What a learned taste needs: each score's whole head input, and the tastes themselves.
+
+    ``scores.head_input`` (float16; Charm: ``[CLS, mean of patch tokens]``) is what a model fitted
+    on top of the network reads; rows scored before this step have none until ``charm score``
+    scores the photo again. ``latest_scores`` is re-made to carry it. ``tastes`` holds each
+    learned model under its name (a few kilobytes). Each part is skipped where it is already
+    there, so a file whose version number was set back (as tests do) upgrades too.
+    """
+    if "head_input" not in db["scores"].columns_dict:
+        db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
+    db.execute("DROP VIEW IF EXISTS latest_scores")
+    db.create_view(
+        "latest_scores",
+        """
+        SELECT id, sha256, model, checkpoint_id, preprocess, score, outputs, n_tokens, input_width,
+               input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at, head_input
+        FROM (
+            SELECT s.*, ROW_NUMBER() OVER (
+                PARTITION BY s.sha256, s.model ORDER BY s.scored_at DESC, s.id DESC) AS rn
+            FROM scores s
+        )
+        WHERE rn = 1
+        """,
+    )
+    db.create_table(
+        "tastes",
+        {"name": str, "data": bytes, "ratings": int, "method": str, "learned_at": str},
+        pk="name",
+        not_null={"data", "ratings", "method", "learned_at"},
+        if_not_exists=True,
+    )
+
 
 @migration
-def m006_score_precision(db: sqlite_utils.Database) -> None:
+def m007_score_precision(db: sqlite_utils.Database) -> None:
     """``scores.precision``: the number format the network ran in (fp32, bf16, fp16).
 
     Part of a score's identity: the unique key gains it, so a bf16 score never answers a lookup
@@ -189,7 +223,7 @@ def m006_score_precision(db: sqlite_utils.Database) -> None:
             "precision": str,  # fp32 | bf16 | fp16
             "score": float, "outputs": str, "n_tokens": int, "input_width": int, "input_height": int,
             "token_path": str, "kept_cells": str, "cell_size": int, "embedding": bytes, "seconds": float,
-            "scored_at": str,
+            "scored_at": str, "head_input": bytes,
         },
         pk="id",
         not_null={"sha256", "model", "checkpoint_id", "preprocess", "precision", "score", "outputs",
@@ -206,7 +240,8 @@ def m006_score_precision(db: sqlite_utils.Database) -> None:
         "latest_scores",
         """
         SELECT id, sha256, model, checkpoint_id, preprocess, precision, score, outputs, n_tokens,
-               input_width, input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at
+               input_width, input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at,
+               head_input
         FROM (
             SELECT s.*, ROW_NUMBER() OVER (
                 PARTITION BY s.sha256, s.model, s.precision ORDER BY s.scored_at DESC, s.id DESC) AS rn

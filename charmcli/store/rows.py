@@ -45,6 +45,7 @@ SCORE_COLUMNS = (
     "cell_size",
     "embedding",
     "seconds",
+    "head_input",
     "precision",
 )
 
@@ -81,6 +82,9 @@ class ScoreRow:
     cell_size: int | None = None
     embedding: bytes | None = None  #: float16 bytes
     seconds: float | None = None
+    #: float16 bytes: the head's whole input (Charm: ``[CLS, mean of patch tokens]``), what a
+    #: learned taste works from
+    head_input: bytes | None = None
     precision: str = "fp32"  #: the network's number format: part of the score's identity
 
 
@@ -138,8 +142,28 @@ class DecisionRow:
     source: str  #: review | rate
 
 
+@dataclass(frozen=True)
+class TasteRow:
+    """A learned taste, stored under its name (a re-run of ``charm learn`` replaces it)."""
+
+    name: str
+    data: bytes  #: :meth:`charmcli.taste.TasteModel.to_bytes`
+    ratings: int
+    method: str
+
+
+@dataclass(frozen=True)
+class TasteForgotten:
+    """``charm learn --forget NAME``."""
+
+    name: str
+
+
 #: Everything :meth:`Store.write <charmcli.store.Store.write>` and ``BatchWriter.add`` accept.
-WriteRow = PhotoRow | ScoreRow | MeasuresRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+WriteRow = (
+    PhotoRow | ScoreRow | MeasuresRow | FailureRow | PhotoSeen | FailureCleared | PhotoDropped | DecisionRow
+    | TasteRow | TasteForgotten
+)
 
 
 # -- rows out (what lookups and rankings return) -----------------------------------------------
@@ -189,6 +213,7 @@ class StoredScore(TypedDict):
     seconds: float | None
     precision: str  #: fp32, bf16, fp16
     scored_at: str
+    head_input: bytes | None  #: float16 input of the head; None for scores from before it was kept
 
 
 class StoredFailure(TypedDict):
@@ -214,6 +239,16 @@ class StoredDecision(TypedDict):
     label: str | None
     source: str
     decided_at: str
+
+
+class StoredTaste(TypedDict):
+    """A ``tastes`` row: a learned taste under its name."""
+
+    name: str
+    data: bytes  #: :meth:`charmcli.taste.TasteModel.to_bytes`
+    ratings: int
+    method: str
+    learned_at: str
 
 
 class RankedPhoto(StoredPhoto):

@@ -26,6 +26,7 @@ from charmcli.store.rows import (
     StoredFailure,
     StoredPhoto,
     StoredScore,
+    StoredTaste,
     TopFilter,
     WriteRow,
     check_date,
@@ -295,6 +296,31 @@ class Store(Database):
                 marks = ", ".join("?" * len(chunk))
                 rows += self.all(f"SELECT * FROM decisions WHERE path IN ({marks})", chunk)
         return {r["path"]: cast(StoredDecision, r) for r in rows}
+
+    # -- learned tastes ------------------------------------------------------------------------
+
+    def head_features(self, sha256s: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """sha256 → scoring model → ``{"checkpoint_id", "score", "head_input"}`` of its latest score
+        (the head input as float16 bytes, or None where it was not kept)."""
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        shas = list(dict.fromkeys(sha256s))
+        for start in range(0, len(shas), 500):  # stay under SQLite's bound-parameter limit
+            chunk = shas[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for r in self.all(
+                "SELECT sha256, model, checkpoint_id, score, head_input FROM latest_scores "
+                f"WHERE sha256 IN ({marks})", chunk,
+            ):  # fmt: skip
+                found.setdefault(r.pop("sha256"), {})[r.pop("model")] = r
+        return found
+
+    def taste(self, name: str) -> StoredTaste | None:
+        """The stored taste ``name``: ``{"name", "data", "ratings", "method", "learned_at"}``, or None."""
+        return cast("StoredTaste | None", self.one("SELECT * FROM tastes WHERE name = ?", (name,)))
+
+    def tastes(self) -> list[dict[str, Any]]:
+        """Every stored taste (without its bytes), by name."""
+        return self.all("SELECT name, ratings, method, learned_at FROM tastes ORDER BY name")
 
 
 class BatchWriter:

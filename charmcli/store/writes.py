@@ -24,6 +24,8 @@ from charmcli.store.rows import (
     PhotoRow,
     PhotoSeen,
     ScoreRow,
+    TasteForgotten,
+    TasteRow,
 )
 
 Statement = tuple[str, Sequence[Any]]
@@ -45,6 +47,7 @@ _SCORE_SQL = _upsert(
 _FAILURE_COLUMNS = ("path", "sha256", "reason", "kind", "size", "mtime_ns", "options", "failed_at")
 _FAILURE_SQL = _upsert("failures", _FAILURE_COLUMNS, ("path",))
 _MEASURES_SQL = _upsert("measures", ("sha256", "version", "measures", "measured_at"), ("sha256", "version"))
+_TASTE_SQL = _upsert("tastes", ("name", "data", "ratings", "method", "learned_at"), ("name",))
 _DECISION_SQL = _upsert("decisions", ("path", "sha256", "rating", "label", "source", "decided_at"), ("path",))
 
 
@@ -84,6 +87,7 @@ def _(row: ScoreRow, when: str) -> Statement:
         row.cell_size,
         row.embedding,
         row.seconds,
+        row.head_input,
         row.precision,
         when,
     ]
@@ -113,3 +117,13 @@ def _(row: PhotoDropped, when: str) -> Statement:
 @statement.register
 def _(row: DecisionRow, when: str) -> Statement:
     return _DECISION_SQL, (row.path, row.sha256, row.rating, row.label, row.source, when)
+
+
+@statement.register
+def _(row: TasteRow, when: str) -> Statement:
+    return _TASTE_SQL, (row.name, row.data, row.ratings, row.method, when)
+
+
+@statement.register
+def _(row: TasteForgotten, when: str) -> Statement:
+    return "DELETE FROM tastes WHERE name = ?", (row.name,)

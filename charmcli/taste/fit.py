@@ -8,7 +8,8 @@ Two fits on standardized features, each measured on the user's own ratings:
 * **rank**: a pairwise logistic (RankNet-style) loss on every pair of photos with different
   stars, solved by Newton's method in the rated photos' top principal components, its strength
   chosen by 5-fold cross-validation. It only asks for the right order, which is all a star
-  rating promises (4 stars is better than 3, not "one unit" better).
+  rating promises (4 stars is better than 3, not "one unit" better). Tried up to
+  :data:`RANK_MAX` ratings (its cost grows with n²); past that, ridge alone.
 
 The columns named ``free`` (the models' own scores) are not penalized: with few ratings the fit
 leans on the generic score, and moves away from it only as far as the ratings demand.
@@ -35,11 +36,11 @@ MIN_RATINGS = 20
 #: Cross-validation folds (fewer when there are few ratings: each fold keeps at least 4).
 FOLDS = 5
 #: Ridge strengths tried, as multiples of the mean eigenvalue of the training fold's Gram matrix.
-RIDGE_GRID = 10.0 ** np.arange(-2.0, 4.01, 0.5)
+RIDGE_GRID = 10.0 ** np.arange(-3.0, 4.01, 0.5)
 #: Pairwise-loss strengths tried (features scaled to unit mean row norm, loss per pair).
-RANK_GRID = 10.0 ** np.arange(-5.0, 0.01, 1.0)
-#: The ranking fit uses at most this many ratings (a fixed random sample beyond): its Newton
-#: steps cost n² per iteration. Ridge always uses all of them.
+RANK_GRID = 10.0 ** np.arange(-6.0, 0.01, 1.0)
+#: The ranking fit is tried up to this many ratings: its Newton steps cost n² per iteration, and
+#: with more ratings ridge, which learns from all of them at once, is the one to keep.
 RANK_MAX = 500
 #: Both fits work in the rated photos' top principal components of the penalized features:
 #: exact up to this many ratings (the fit lies in the span of the rated photos), and the
@@ -330,15 +331,13 @@ def fit_taste(
     y = _target(stars_arr)
     measured: dict[str, Measured] = {}
     coefs: dict[str, np.ndarray] = {}  # [penalized, free, intercept] on the standardized features
+    methods = [m for m in methods if m != "rank" or len(y) <= RANK_MAX]
     for method in methods:
         if method == "ridge":
             measured[method], coefs[method] = _ridge(P, S, y, stars_arr)
         elif method == "rank":
-            keep = np.arange(len(y))
-            if len(y) > RANK_MAX:
-                keep = np.sort(np.random.default_rng(seed + 1).choice(len(y), RANK_MAX, replace=False))
-            V = _basis(P[keep] - P[keep].mean(axis=0), COMPONENTS, seed)
-            measured[method], coef = _rank(P[keep] @ V, S[keep], y[keep], stars_arr[keep], seed)
+            V = _basis(P, COMPONENTS, seed)  # P is centered: standardized over the rated photos
+            measured[method], coef = _rank(P @ V, S, y, stars_arr, seed)
             coefs[method] = np.r_[V @ coef[: V.shape[1]], coef[V.shape[1] :]]
         else:
             raise ValueError(f"unknown taste method {method!r}")

@@ -15,7 +15,8 @@ import charmcli.work as work_mod
 from charmcli.library.scan import SUPPORTED_EXTENSIONS
 from charmcli.store import Store
 
-SCORE_KEYS = {"path", "status", "score", "model", "error", "width", "height", "warnings", "sha256", "reused", "known_failure"}
+SCORE_KEYS = {"path", "status", "score", "model", "error", "width", "height", "warnings", "sha256", "reused", "known_failure",
+              "flags", "measures"}
 SMALL = ["--max-side", "256"]  # fast: short token path on the 2-layer checkpoint
 
 

@@ -18,15 +18,12 @@ What is in it (capture times from EXIF DateTimeOriginal + SubSecTimeOriginal unl
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cull_shoot import make_shoot
-from typer.testing import CliRunner
-
-from charmcli.cli import app
+from scored_template import invoke, make_template, registered_copy
 
 from shared_paths import conformance_model_args
 
@@ -36,40 +33,23 @@ def model_args() -> list[str]:
     return conformance_model_args("--max-side", "256")
 
 
-def _invoke(*args: object, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=env)
-
-
 @pytest.fixture
 def cli() -> Callable[..., object]:
     """``cli("groups", path, ...)`` → click Result with separate ``stdout`` and ``stderr``."""
-    return _invoke
+    return invoke
 
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory, model_args) -> tuple[Path, Path]:
     """(pristine shoot, database holding its scores but no photo rows), made once per session."""
-    base = tmp_path_factory.mktemp("cull-shoot")
-    src = make_shoot(base / "src")
-    db = base / "template.db"
-    env = {"CHARM_DB": str(db), "XDG_DATA_HOME": str(base / "xdg")}
-    scratch = base / "scratch"
-    shutil.copytree(src, scratch)
-    result = _invoke("score", scratch, *model_args, "--quiet", env=env)
-    assert result.exit_code == 0, result.stderr
-    shutil.rmtree(scratch)
-    assert _invoke("forget", "--json", env=env).exit_code == 0  # drops the rows; scores stay (by content)
-    return src, db
+    return make_template(tmp_path_factory.mktemp("cull-shoot"), make_shoot, model_args)
 
 
 @pytest.fixture
-def shoot(tmp_path, template, _private_db, cli, model_args) -> Path:
-    """This test's copy of the scored shoot (mtimes kept), registered in its private database."""
-    src, db = template
+def shoot(tmp_path, template, _private_db, model_args) -> Path:
+    """This test's copy of the scored shoot (mtimes kept: the m-burst is timed by them),
+    registered in its private database."""
     root = tmp_path / "shoot"
-    shutil.copytree(src, root)  # copy2: keeps the mtimes the m-burst is timed by
-    shutil.copyfile(db, _private_db)
-    result = cli("score", root, *model_args, "--json")
-    assert result.exit_code == 0, result.stderr
+    result = registered_copy(template, root, _private_db, model_args)
     assert "scored" not in {line.split('"status": "')[1].split('"')[0] for line in result.stdout.splitlines()}
     return root

@@ -161,3 +161,42 @@ def test_write_stage_returns_a_slim_summary(tmp_path):
     ]
     parts = sorted(Path(tmp_path / "out").iterdir())
     assert len(parts) == 1 and parts[0].name.startswith("part-")
+
+
+def test_a_photo_fails_in_the_same_words_on_a_laptop_and_on_a_cluster(stages, options, tmp_path, monkeypatch):
+    """The per-photo unit is one: a decode that runs out of memory, a file that is no image and
+    a network that fails give `charm score` and the cluster stages the same one-line error."""
+    import charmcli.work as work
+    from charmcli.pipeline import Pipeline
+    from charmcli.store import Store
+
+    prepare, score = stages
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("oom.jpg", "ok.jpg"):
+        shutil.copy(PHOTOS / "DSCN0010.jpg", folder / name)
+    shutil.copy(PHOTOS / "bad" / "not_an_image.jpg", folder / "text.jpg")
+    real_decode = work.decode_image
+
+    def decode(data, *, name="", **kwargs):
+        if name.endswith("oom.jpg"):
+            raise MemoryError
+        return real_decode(data, name=name, **kwargs)
+
+    monkeypatch.setattr(work, "decode_image", decode)
+    with Store(tmp_path / "charm.db") as store:
+        laptop = {Path(e.path).name: e.error for e in Pipeline(store, options).run([folder])}
+    rows = prepare(pa.table({"path": [str(folder / n) for n in ("oom.jpg", "text.jpg", "ok.jpg")]})).to_pylist()
+    cluster = {Path(r["path"]).name: r["error"] for r in rows}
+    assert laptop["oom.jpg"] == cluster["oom.jpg"] and "--max-pixels" in laptop["oom.jpg"]
+    assert laptop["text.jpg"] == cluster["text.jpg"] and laptop["text.jpg"]
+    assert laptop["ok.jpg"] is None and cluster["ok.jpg"] is None
+
+    monkeypatch.setattr(score.scorer, "score_prepared", lambda batch: (_ for _ in ()).throw(RuntimeError("boom")))
+    scored = score(pa.Table.from_pylist([r for r in rows if r["status"] == "ok"], schema=STAGE_SCHEMA)).to_pylist()
+    with Store(tmp_path / "again.db") as store:
+        pipeline = Pipeline(store, options)
+        monkeypatch.setattr(pipeline.model, "get", lambda: score.scorer)
+        pipeline.model.name, pipeline.model.checkpoint_id = score.scorer.name, score.scorer.checkpoint_id
+        laptop_ok = {Path(e.path).name: e.error for e in pipeline.run([folder / "ok.jpg"])}
+    assert laptop_ok["ok.jpg"] == scored[0]["error"] == "the model failed on this image"

@@ -55,9 +55,15 @@ def test_evil_checkpoint_runs_nothing_one_line_exit_2(cli, photos, tmp_path, pay
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pth"
     torch.save(payload(marker), evil)
+    pos = CONFORMANCE / "dino_small_pos.pt"
+    if not pos.is_file():
+        pytest.skip(f"{CONFORMANCE} is absent")
     for command in (["score", photos], ["compare", photos / "0.jpg", photos / "1.jpg"]):
-        result = cli(*command, "--checkpoint", evil, "--device", "cpu")
+        # With its position table the loader opens the file and refuses it by name; without one
+        # the command stops earlier (no table to pair it with): either way nothing runs.
+        result = cli(*command, "--checkpoint", evil, "--pos-embed", pos, "--device", "cpu")
         _one_line_exit_2(result, "refused")
+        _one_line_exit_2(cli(*command, "--checkpoint", evil, "--device", "cpu"))
         assert not marker.exists()
     assert json.loads(cli("stats", "--json").stdout)["photos"] == 0  # nothing was scored or recorded
 
@@ -67,7 +73,8 @@ def test_payload_inside_a_real_model_runs_nothing(cli, photos, tmp_path):
     model = build_official_model(dim=32, depth=1, heads=2)
     model.mlp_head.extra = _Payload(os.system, f"touch {marker}")
     ckpt = save_official(model, tmp_path / "m.pth")
-    _one_line_exit_2(cli("score", photos, "--checkpoint", ckpt, "--device", "cpu"), "refused")
+    pos = save_pos_table(tmp_path / "p32.pt", 32)
+    _one_line_exit_2(cli("score", photos, "--checkpoint", ckpt, "--pos-embed", pos, "--device", "cpu"), "refused")
     assert not marker.exists()
 
 

@@ -17,7 +17,6 @@ no model load.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,9 +24,8 @@ from pathlib import Path
 
 import pytest
 from review_lib import Served, make_library
-from typer.testing import CliRunner
+from scored_template import make_template, registered_copy
 
-from charmcli.cli import app
 from charmcli.review.app import create_app
 from charmcli.review.desk import Desk
 from charmcli.review.images import ImageCache
@@ -35,10 +33,6 @@ from charmcli.review.server import bind_loopback, new_token
 from charmcli.store import Store
 
 from shared_paths import conformance_model_args
-
-
-def _invoke(*args: object, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -49,29 +43,14 @@ def model_args() -> list[str]:
 @pytest.fixture(scope="session")
 def template(tmp_path_factory, model_args) -> tuple[Path, Path]:
     """(pristine library, database holding its scores but no photo rows), made once per session."""
-    base = tmp_path_factory.mktemp("review-lib")
-    src = make_library(base / "src")
-    db = base / "template.db"
-    env = {"CHARM_DB": str(db), "XDG_DATA_HOME": str(base / "xdg")}
-    scratch = base / "scratch"
-    shutil.copytree(src, scratch)
-    result = _invoke("score", scratch, *model_args, "--quiet", env=env)
-    assert result.exit_code == 0, result.stderr
-    shutil.rmtree(scratch)
-    assert _invoke("forget", "--json", env=env).exit_code == 0  # drops the rows; scores stay (by content)
-    return src, db
+    return make_template(tmp_path_factory.mktemp("review-lib"), make_library, model_args)
 
 
 @pytest.fixture
 def library(tmp_path, template, _private_db, model_args) -> Path:
     """This test's copy of the scored library (mtimes kept), registered in its private database."""
-    src, db = template
-    root = tmp_path / "library"
-    shutil.copytree(src, root)
-    shutil.copyfile(db, _private_db)
-    result = _invoke("score", root, *model_args, "--quiet")
-    assert result.exit_code == 0, result.stderr
-    return root
+    registered_copy(template, tmp_path / "library", _private_db, model_args)
+    return tmp_path / "library"
 
 
 @pytest.fixture

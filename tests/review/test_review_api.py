@@ -437,3 +437,21 @@ def test_a_file_name_that_is_not_utf8(serve, library, cli, model_args):
     status, _h, body = s.request("POST", f"/api/photos/{odd['id']}/rating", body=b'{"rating": 2}', token="header")
     assert status == 200 and json.loads(body)["rating"] == 2
     assert exif_xmp(os.fsdecode(raw + b".xmp"))["Rating"] == 2
+
+
+def test_explain_of_a_short_path_score_says_so(serve, library):
+    """A photo with few enough tokens takes the short path: every cell at full resolution, so
+    there are no kept cells to mark; the desk says that, as `charm show` does, not that the
+    model keeps none."""
+    s = serve([library])
+    short = []
+    for name, pid in photo_ids(s.store, library).items():
+        sha = s.store.photo_by_path(str(library / name))["sha256"]
+        [score] = [r for r in s.store.scores_for_sha(sha) if r["model"] == "aadb"]
+        if score["token_path"] == "short":
+            short.append(pid)
+    assert short, "the library holds a photo small enough for the short path"
+    for pid in short:
+        status, _h, body = s.request("GET", f"/api/photos/{pid}/explain", token="query")
+        message = json.loads(body)["error"]
+        assert status == 404 and "short path" in message and "without them" not in message

@@ -204,3 +204,31 @@ def test_filters_in_the_page_and_a_photo_changed_since_scoring(browser, serve, l
     assert sorted(shown) == sorted(photo_ids(s.store, library)[n] for n in BURST)
     browser.find_element("css selector", "#filters button[type=reset]").click()
     wait_for(browser, f"document.querySelectorAll('.card').length === {len(ALL)}")
+
+
+def test_the_taste_view_ranks_by_the_learned_taste(browser, serve, library, db):
+    """With `charm review --taste`, a Taste view lists the photos as the taste ranks them (here a
+    stored taste that dislikes whatever the score likes: the order must come out reversed)."""
+    import numpy as np
+
+    from charmcli.store import Store, TasteRow
+    from charmcli.taste.model import TasteModel
+
+    with Store(db) as store:
+        (checkpoint,) = {r["checkpoint_id"] for r in store.all("SELECT checkpoint_id FROM latest_scores")}
+        contrary = TasteModel(method="ridge", strength=1.0, layout=[(f"score:aadb:{checkpoint}", 1)],
+                              weights=np.array([-1.0], dtype=np.float32), bias=3.0, n_ratings=20)  # fmt: skip
+        store.write([TasteRow("mine", contrary.to_bytes(), 20, "ridge")])
+    s = serve([library], taste="mine")
+    browser.get(s.url)
+    wait_for(browser, "document.body.dataset.ready === 'yes'")
+    order = "[...document.querySelectorAll('.card')].map(c => Number(c.dataset.id))"
+    ranked = browser.execute_script("return " + order)
+    assert browser.execute_script("return !document.querySelector('#view-taste').hidden")
+    browser.execute_script("document.querySelector('#view-taste').click()")
+    wait_for(browser, "document.querySelector('#view-taste').getAttribute('aria-pressed') === 'true'")
+    assert browser.execute_script("return " + order) == ranked[::-1]
+    hearts = browser.execute_script("return [...document.querySelectorAll('.card .taste')].map(t => t.textContent)")
+    assert len(hearts) == len(ranked) and all(h.startswith("♥ ") for h in hearts)
+    press(browser, "v")  # V cycles ranked → groups → taste → ranked
+    wait_for(browser, "document.querySelector('#view-ranked').getAttribute('aria-pressed') === 'true'")

@@ -48,7 +48,7 @@ def test_a_ranking_reads_one_precision_and_names_the_others(tmp_path):
 def test_an_older_database_gains_the_precision_and_its_scores_are_fp32(tmp_path):
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    before = MIGRATIONS.index(next(m for m in MIGRATIONS if m.name == "m006_score_precision"))
+    before = MIGRATIONS.index(next(m for m in MIGRATIONS if m.name == "m007_score_precision"))
     for step in MIGRATIONS[:before]:
         step.apply(sqlite_utils.Database(conn))
     conn.execute(f"PRAGMA user_version = {before}")

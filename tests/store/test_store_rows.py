@@ -30,6 +30,9 @@ from charmcli.store import (
     StoredFailure,
     StoredPhoto,
     StoredScore,
+    StoredTaste,
+    TasteForgotten,
+    TasteRow,
     TopFilter,
     WriteRow,
 )
@@ -55,6 +58,8 @@ SAMPLES: dict[type, object] = {
     FailureCleared: FailureCleared("/p/bad.jpg"),
     PhotoDropped: PhotoDropped("/p/a.jpg"),
     DecisionRow: DecisionRow("/p/a.jpg", "sha-a", 4, "Green", "review"),
+    TasteRow: TasteRow("mine", b"npz", 20, "ridge"),
+    TasteForgotten: TasteForgotten("mine"),
 }
 
 
@@ -168,6 +173,7 @@ def test_the_typed_rows_out_name_exactly_the_columns_the_schema_has(store, tmp_p
     assert set(StoredScore.__annotations__) == columns("scores") == columns("latest_scores")
     assert set(StoredFailure.__annotations__) == columns("failures")
     assert set(StoredDecision.__annotations__) == columns("decisions")
+    assert set(StoredTaste.__annotations__) == columns("tastes")
     real = tmp_path / "a.jpg"
     real.write_bytes(b"x")
     store.write([PhotoRow(str(real), 1, 1, "sa"), _score("sa", 0.5)])

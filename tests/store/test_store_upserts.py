@@ -76,6 +76,7 @@ def _score(sha: str, seed: int) -> ScoreRow:
         sha, "aadb", "ckpt", "max1024", score=0.1 * seed, outputs=[0.1 * seed, 0.2 * seed], n_tokens=20 + seed,
         input_size=(60 + seed, 40 + seed), token_path="short" if seed == 1 else "multiscale",
         kept_cells=[(seed, seed + 1)], cell_size=28 * seed, embedding=emb.tobytes(), seconds=0.01 * seed,
+        head_input=(emb + 1).tobytes(),
     )  # fmt: skip
 
 

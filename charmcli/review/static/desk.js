@@ -14,7 +14,7 @@
     order: [],         // ids in the order of the current view
     byId: new Map(),
     current: null,     // id
-    view: "ranked",    // or "groups"
+    view: "ranked",    // or "groups", or "taste" (when the desk runs with a learned taste)
     loupe: false,
     explain: false,
     zoom: false,
@@ -85,6 +85,13 @@
     pct.className = "dim";
     pct.textContent = p.percentile === null ? "" : "p" + Math.round(p.percentile) + " · #" + p.rank;
     top.append(score, pct);
+    if (p.taste !== null && p.taste !== undefined) {
+      const taste = document.createElement("span");
+      taste.className = "taste";
+      taste.title = "your taste (predicted stars)";
+      taste.textContent = "♥ " + fmt(p.taste, 1);
+      top.append(taste);
+    }
     const stars = document.createElement("div");
     stars.className = "stars" + (p.rating === -1 ? " reject" : "");
     stars.textContent = starsText(p.rating);
@@ -154,6 +161,13 @@
     return list.sort((a, b) => bestRank(a) - bestRank(b));
   }
 
+  // Best liked first; photos the taste cannot judge (scored before its features were kept) last,
+  // in score order, as the API lists them.
+  function byTaste(photos) {
+    const value = (p) => (p.taste === null || p.taste === undefined ? -Infinity : p.taste);
+    return [...photos].sort((a, b) => value(b) - value(a) || a.rank - b.rank);
+  }
+
   function render() {
     const grid = $("#grid");
     grid.replaceChildren();
@@ -184,8 +198,9 @@
     } else {
       const cards = document.createElement("div");
       cards.className = "cards";
-      for (const p of state.photos) cards.append(card(p));
-      state.order = state.photos.map((p) => p.id);
+      const shown = state.view === "taste" ? byTaste(state.photos) : state.photos;
+      for (const p of shown) cards.append(card(p));
+      state.order = shown.map((p) => p.id);
       grid.append(cards);
     }
     if (!state.byId.has(state.current)) state.current = state.order[0];
@@ -370,6 +385,9 @@
       const [info, photos] = await Promise.all([api("/api/info"), api("/api/photos?" + query)]);
       state.info = info;
       state.photos = photos;
+      $("#view-taste").hidden = !info.taste;
+      if (info.taste) $("#view-taste").title = `Ranked by your taste '${info.taste}' (charm learn)`;
+      if (state.view === "taste" && !info.taste) state.view = "ranked";
       state.byId = new Map(photos.map((p) => [p.id, p]));
       const filtered = photos.length !== info.photos ? ` · ${photos.length} shown` : "";
       $("#summary").textContent = `${info.photos} photos · ${info.groups} groups · model ${info.model}${filtered}`;
@@ -404,6 +422,11 @@
     $("#help-button").addEventListener("click", () => { $("#help").hidden = !$("#help").hidden; });
   }
 
+  function nextView() {
+    const views = ["ranked", "groups", ...(state.info && state.info.taste ? ["taste"] : [])];
+    return views[(views.indexOf(state.view) + 1) % views.length];
+  }
+
   function onKey(ev) {
     if (ev.target.closest && ev.target.closest("input, select, textarea")) {
       if (ev.key === "Escape") ev.target.blur();
@@ -426,7 +449,7 @@
     else if (key === "G") nextInGroup(-1);
     else if (key === "z" || key === "Z") { state.zoom = !state.zoom; if (state.zoom) state.explain = false; openLoupe(); }
     else if (key === "e" || key === "E") { state.explain = !state.explain; if (state.explain) state.zoom = false; openLoupe(); }
-    else if (key === "v" || key === "V") { state.view = state.view === "ranked" ? "groups" : "ranked"; save(); render(); }
+    else if (key === "v" || key === "V") { state.view = nextView(); save(); render(); }
     else if (key === "?") $("#help").hidden = !$("#help").hidden;
     else handled = false;
     if (handled) ev.preventDefault();
