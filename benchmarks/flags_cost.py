@@ -158,7 +158,7 @@ def end_to_end(work: Path, checkpoint: Path, paths: list[Path], repeats: int) ->
                 rerun.append(run(True, db))
     with_m, without = statistics.median(walls[True]), statistics.median(walls[False])
     n = len(paths)
-    print("## End to end: `charm score` pipeline, default settings, fresh database")
+    print("### End to end: `charm score` pipeline, default settings, fresh database")
     print()
     print("| run | median s | s/photo |")
     print("| --- | ---: | ---: |")

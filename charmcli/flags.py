@@ -141,7 +141,7 @@ def eyes_note(measures: Mapping[str, object] | None) -> str | None:
     if not measures:
         return "not measured"
     if measures.get("faces") is None:
-        return "eyes not measured (install the faces extra: pip install 'charmcli[faces]')"
+        return "eyes not measured (pip install 'charmcli[faces]')"
     return None
 
 

@@ -134,6 +134,7 @@ def groups(
     model: RankModelOpt = None,
     db: DbOpt = None,
     json_: JsonOpt = False,
+    flag_limits: FlagLimitsOpt = None,
 ) -> None:
     """Bursts and near-duplicates: photos close in time and alike to Charm, each group's best frame marked.
 
@@ -144,8 +145,10 @@ def groups(
     """
     paths = paths or []
     check_paths(paths)
+    flag_args = FlagArgs(flag_limits=flag_limits)
+    flag_args.limits()  # a usage error answers before the database opens
     with open_db(db) as store:
-        sel = load_selection(store, model, paths)
+        sel = load_selection(store, model, paths, flag_args)
     if sel.model is None:
         if json_:
             emit_json({} if calibrate else [])
@@ -188,6 +191,7 @@ def _group_json(g: Group, rows: dict[Hashable, dict[str, Any]]) -> dict[str, Any
                 "taken": _taken(rows[m.id], m),
                 "time_source": m.time_source,
                 "best": m is g.best,
+                "flags": rows[m.id]["flags"],
             }
             for m in g.members
         ],
@@ -202,12 +206,17 @@ def _print_groups(data: list[dict[str, Any]], model: str | None, gap: float, sim
     columns = [Column("group", "right"), Column(""), Column("score", "right"), Column("pct", "right"),
                Column("file", path=True), Column("taken", drop=1, short=10)]  # fmt: skip
     table: list[list[str] | None] = []
+    flagged = any(m["flags"] for g in data for m in g["members"])
+    if flagged:  # technical flags, when any frame has one: why a best-scored frame is not the pick
+        columns.append(Column("flags", drop=2))
     for g in data:
         span = f" · {g['seconds']:g} s" if g["seconds"] is not None else ""
         for i, m in enumerate(g["members"]):
             head = f"{g['group']} ({g['size']}{span})" if i == 0 and g["size"] > 1 else (str(g["group"]) if i == 0 else "")
             table.append([head, "[green]★ best[/]" if m["best"] and g["size"] > 1 else "", fmt_score(m["score"]),
                           fmt_pct(m["percentile"]), relative_to(m["path"], folder), escape(m["taken"])])  # fmt: skip
+            if flagged:
+                table[-1].append(",".join(m["flags"]))  # type: ignore[union-attr]
         table.append(None)
     base = f"{len(data)} group(s) · model {model} · gap {gap:g} s · similarity {similarity:g} · chain {chain.value}"
     # when each frame was taken tells a burst apart; a long name keeps its start and end

@@ -79,6 +79,8 @@ def score(
             fail(str(exc))
         if profile:
             _print_profile(console, prof)
+            for handle in pipeline.models:  # what auto chose, and why
+                console.print(f"precision {escape(handle.name or '?')}: {escape(handle.precision().describe())}")
     raise typer.Exit(code)
 
 
@@ -167,7 +169,9 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     failed = f"[red]{new_failures} failed[/]" if new_failures else "0 failed"
     known = f", {summary.known_failures} known failure(s)" if summary.known_failures else ""
     skipped = f", {summary.skipped} skipped" if summary.skipped else ""
-    model = f"model {name} ({ckpt}, {pipeline.options.preprocess})" if summary.scored or summary.cached else ""
+    precision = ", ".join(h.precision().precision for h in pipeline.models)
+    model = (f"model {name} ({ckpt}, {pipeline.options.preprocess}, {precision})"
+             if summary.scored or summary.cached else "")  # fmt: skip
     counts = f"{head}{summary.scored} scored, {summary.cached} cached{reused}, {failed}{known}{skipped} " \
              f"in {summary.seconds:.1f} s"  # fmt: skip
     say(console, counts, model)

@@ -212,10 +212,13 @@ def test_a_burst_whose_best_scored_frame_is_soft_picks_a_sharp_one(cli, shared_p
     rows, best_clean = _burst(cli, folder, model_args, "soft")
     [group] = json.loads(cli("groups", folder, "--json").stdout)
     assert group["size"] == len(rows) and group["best"] == best_clean
+    assert {m["path"]: m["flags"] for m in group["members"]} == {r["path"]: r["flags"] for r in rows}
     assert [r["path"] for r in _top(cli, "--best-of-group")] == [best_clean]
     # with the soft limit moved out of reach, the score decides again
     relaxed = _top(cli, "--best-of-group", "--flag-limits", "soft_width=19")
     assert [r["path"] for r in relaxed] == [rows[0]["path"]]
+    [group] = json.loads(cli("groups", folder, "--json", "--flag-limits", "soft_width=19").stdout)
+    assert group["best"] == rows[0]["path"]
 
 
 @pytest.mark.skipif(not faces.HAVE_FACES, reason="the faces extra (opencv) is not installed")

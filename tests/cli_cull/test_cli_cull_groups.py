@@ -11,7 +11,7 @@ import numpy as np
 from cull_shoot import ALL, BURSTS, SINGLES, STRICT
 
 GROUP_KEYS = {"group", "size", "best", "best_score", "seconds", "time_source", "members"}
-MEMBER_KEYS = {"path", "score", "percentile", "date_taken", "taken", "time_source", "best"}
+MEMBER_KEYS = {"path", "score", "percentile", "date_taken", "taken", "time_source", "best", "flags"}
 
 
 def run_json(cli, *args):
