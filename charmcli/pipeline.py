@@ -81,6 +81,7 @@ from charmcli.work import (
 
 if TYPE_CHECKING:  # torch is imported only when a file really needs the network
     from charmcli.model import Scorer, ScoreResult
+    from charmcli.model.precision import PrecisionChoice
 
 Status = Literal["scored", "cached", "error", "skipped"]
 
@@ -222,6 +223,7 @@ class ModelHandle:
         self._lock = threading.Lock()
         self.name: str | None = None
         self.checkpoint_id: str | None = None
+        self._precision: PrecisionChoice | None = None
         #: set by a front end to show that the model is loading: called with what is loaded,
         #: returns a context manager held while it loads (e.g. a rich status line)
         self.loading: Callable[[str], AbstractContextManager[Any]] = lambda what: contextlib.nullcontext()
@@ -250,6 +252,16 @@ class ModelHandle:
     def assume(self, identity: tuple[str, str]) -> None:
         """Take ``identity`` for the run's lookups without loading (every file is found cached)."""
         self.name, self.checkpoint_id = identity
+
+    def precision(self) -> PrecisionChoice:
+        """The precision of this model's scores in this run, for the lookups and the rows: known
+        before the model loads (torch-free on a CPU machine), and the model loads in it."""
+        if self._precision is None:
+            try:
+                self._precision = self.options.precision_choice()
+            except ValueError as exc:  # e.g. --device cuda on a machine without one
+                raise FatalError(" ".join(str(exc).split())) from None
+        return self._precision
 
     def identity(self) -> tuple[str, str]:
         """(model name, checkpoint sha256) for cache lookups; loads the model if not memoised."""
@@ -284,6 +296,11 @@ class ModelHandle:
                     "the checkpoint changed while it was in use; run the command again"
                 )
                 raise self._error
+            if scorer.precision != self.precision().precision:  # the lookups were keyed by it
+                self._error = FatalError(
+                    f"{scorer.name} loaded in {scorer.precision}, not the {self.precision().precision} asked for"
+                )
+                raise self._error
             self.name, self.checkpoint_id = scorer.name, scorer.checkpoint_id
             if weights_file is not None:
                 self.store.remember_checkpoint(
@@ -293,7 +310,7 @@ class ModelHandle:
             return scorer
 
     def _load(self) -> tuple[Scorer, Path | None]:
-        return load_scorer(self.options, multi=self.multi)
+        return load_scorer(self.options, multi=self.multi, precision=self.precision().precision)
 
 
 # -- work items ---------------------------------------------------------------------------------
@@ -442,9 +459,10 @@ class Pipeline:
         for handle in unknown:
             handle.identity()
 
-    def _key(self, sha256: str, index: int = 0) -> tuple[str, str, str, str]:
-        name, checkpoint_id = self.models[index].identity()
-        return sha256, name, checkpoint_id, self.options.preprocess
+    def _key(self, sha256: str, index: int = 0) -> tuple[str, str, str, str, str]:
+        handle = self.models[index]
+        name, checkpoint_id = handle.identity()
+        return sha256, name, checkpoint_id, self.options.preprocess, handle.precision().precision
 
     def _stored_scores(self, sha256: str) -> dict[int, dict[str, Any]]:
         """Model index -> stored score of this content, for the models that have one."""
@@ -555,7 +573,8 @@ class Pipeline:
                     continue
                 _name, checkpoint_id = self.models[i].identity()
                 rows.append(score_row(result, sha256=prepared.sha256, model=name, checkpoint_id=checkpoint_id,
-                                      preprocess=decoded.preprocess))  # fmt: skip
+                                      preprocess=decoded.preprocess,
+                                      precision=self.models[i].precision().precision))  # fmt: skip
                 scores[name] = result.score
             if failed:
                 self._queue(*rows)  # what the other models found is kept

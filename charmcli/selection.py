@@ -70,6 +70,15 @@ def resolve_model(store: Store, model: str | None) -> str | None:
     return DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
 
 
+def resolve_precision(store: Store, model: str, precision: str | None) -> tuple[str, list[tuple[str, int]]]:
+    """The precision whose scores rank (the one asked for, else the model's most used; ties:
+    fp32) and the model's other precisions with their photo counts: a ranking reads one
+    precision, never a mix, and says what it left out."""
+    scored = store.precisions_scored(model)
+    chosen = precision or (scored[0][0] if scored else "fp32")
+    return chosen, [(p, n) for p, n in scored if p != chosen]
+
+
 def unscored_model(store: Store, model: str | None) -> tuple[str, bool] | None:
     """Why ``model`` ranks nothing here: ``(one line, usage error?)``, or ``None`` when it can.
 
@@ -111,6 +120,8 @@ class Query:
     """
 
     model: str | None = None  #: the scoring model; ``None``: the one with the most scored photos
+    #: the precision of the scores ranked (fp32, bf16, fp16); ``None``: the model's most used one
+    precision: str | None = None
     min_score: float | None = None
     since: str | None = None  #: ISO date prefix, inclusive
     until: str | None = None  #: ISO date prefix, inclusive
@@ -130,10 +141,10 @@ class Query:
     #: frame of a burst is then the one the taste likes best
     taste: str | None = None
 
-    def ranking_filter(self, model: str) -> TopFilter:
+    def ranking_filter(self, model: str, precision: str = "fp32") -> TopFilter:
         """The part of the query the store answers in SQL."""
         return TopFilter(
-            model=model, min_score=self.min_score, since=self.since, until=self.until, camera=self.camera,
+            model=model, precision=precision, min_score=self.min_score, since=self.since, until=self.until, camera=self.camera,
             lens=self.lens, folder=self.folder, paths=[os.path.abspath(p) for p in self.paths],
         )  # fmt: skip
 
@@ -161,6 +172,9 @@ class Selection:
     """
 
     model: str | None
+    precision: str | None = None  #: the precision of every score in ``rows``
+    #: the model's scores in other precisions, (precision, photos): not ranked, not mixed in
+    other_precisions: list[tuple[str, int]] = field(default_factory=list)
     rows: list[SelectedPhoto] = field(default_factory=list)
     records: list[PhotoRecord] = field(default_factory=list)  #: one per row, for grouping
     missing: int = 0  #: rows whose file is gone (``charm forget`` drops them)
@@ -178,17 +192,18 @@ def select(store: Store, query: Query) -> Selection:
     model = resolve_model(store, query.model)
     if model is None:
         return Selection(None)
+    precision, others = resolve_precision(store, model, query.precision)
     taste = _taste(store, query.taste)
-    flt = query.ranking_filter(model)
+    flt = query.ranking_filter(model, precision)
     keep = None
     if query.best_of_group is not None:
-        every = _existing(_flagged(store.iter_ranked(flt, embeddings=True), query), Selection(model))
+        every = _existing(_flagged(store.iter_ranked(flt, embeddings=True), query), Selection(model, precision))
         records = every.records
         if taste is not None:  # the burst's pick is the frame the taste likes best
             liked = _tasted(store, taste, every.rows)
             records = [dataclasses.replace(r, score=v) for r, v in zip(records, liked, strict=True)]
         keep = {g.best.id for g in query.best_of_group.groups(records)}
-    sel = Selection(model)
+    sel = Selection(model, precision, others)
     rows = _flagged(store.iter_ranked(flt, embeddings=query.embeddings or keep is not None), query)
     ranked = _ranked_rows(rows, keep)
     if taste is not None:
@@ -251,7 +266,7 @@ def _attach(store: Store, query: Query, sel: Selection) -> None:
     they are attached to a row."""
     pcts: list[float | None] = [None] * len(sel.rows)
     if query.percentiles and sel.model is not None:
-        pcts = library_percentiles(store, sel.model, [r["score"] for r in sel.rows])
+        pcts = library_percentiles(store, sel.model, [r["score"] for r in sel.rows], sel.precision or "fp32")
     decided = store.decisions_for([r["path"] for r in sel.rows]) if query.decisions else {}
     for rank, (row, pct) in enumerate(zip(sel.rows, pcts, strict=True), start=1):
         made = decided.get(row["path"], {})
@@ -259,11 +274,14 @@ def _attach(store: Store, query: Query, sel: Selection) -> None:
         row.setdefault("taste", None)  # ranked by a taste: set by _by_taste
 
 
-def library_percentiles(store: Store, model: str, scores: Sequence[float]) -> list[float | None]:
-    """Each score's mid-rank percentile (0..100) among all photos scored with ``model``."""
+def library_percentiles(
+    store: Store, model: str, scores: Sequence[float], precision: str = "fp32"
+) -> list[float | None]:
+    """Each score's mid-rank percentile (0..100) among all photos scored with ``model`` at ``precision``."""
     if not scores:
         return []
-    values = percentile_rank(np.asarray(scores, dtype=np.float64), reference=store.model_scores(model))
+    reference = store.model_scores(model, precision)
+    values = percentile_rank(np.asarray(scores, dtype=np.float64), reference=reference)
     return [None if not math.isfinite(v) else round(float(v), 2) for v in values]
 
 
@@ -275,6 +293,7 @@ __all__ = [
     "Selection",
     "library_percentiles",
     "resolve_model",
+    "resolve_precision",
     "select",
     "unscored_model",
 ]

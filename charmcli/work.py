@@ -41,6 +41,7 @@ from charmcli.library.decode import (
 from charmcli.library.measures import measure_photo, measures_version
 from charmcli.library.metadata import PhotoMeta, read_metadata
 from charmcli.library.scan import display_path
+from charmcli.model.precision import DEFAULT_PRECISION, PrecisionChoice  # torch-free until detection
 from charmcli.model.registry import DEFAULT_MODEL  # the registry is torch-free
 from charmcli.store import META_COLUMNS, FailureRow, MeasuresRow, PhotoRow, ScoreRow
 
@@ -76,6 +77,28 @@ class ScoreOptions:
     #: issue 13: every model of a multi-model run (``model`` is the first); empty = just ``model``
     models: list[str] = field(default_factory=list)
     arch_config: Path | None = None  #: EAT: the architecture in the official YAML format
+    #: fp32, bf16 or auto (:mod:`charmcli.model.precision`); ``exact`` runs fp32 whatever this says
+    precision: str = DEFAULT_PRECISION
+
+    @property
+    def requested_precision(self) -> str:
+        """What the run asks of the network: ``--exact`` means the official outputs, so fp32."""
+        return "fp32" if self.exact else self.precision
+
+    def precision_choice(self) -> PrecisionChoice:
+        """The precision this run's scores will carry (torch-free on a CPU machine); the model's
+        family decides whether a CPU has a reduced-precision path for it."""
+        from charmcli.model.precision import resolve_for_run
+        from charmcli.model.registry import get_spec
+
+        if self.exact:
+            return PrecisionChoice("fp32", self.precision, "--exact means fp32")
+
+        try:
+            cpu_reduced = get_spec(self.model).cpu_reduced_precision
+        except ValueError:  # a checkpoint named after no published model: a Charm checkpoint
+            cpu_reduced = True
+        return resolve_for_run(self.requested_precision, self.device, cpu_reduced=cpu_reduced)
 
     @property
     def model_names(self) -> list[str]:
@@ -128,16 +151,20 @@ def model_files(options: ScoreOptions, *, multi: bool = False) -> ModelFiles:
         raise _fatal(options, exc, multi) from None
 
 
-def load_scorer(options: ScoreOptions, *, multi: bool = False) -> tuple[Scorer, Path]:
-    """The scorer ``options`` name on ``options.device``, and the weights file it came from;
-    :class:`FatalError` (one line, naming the model when ``multi``) if it cannot be loaded."""
+def load_scorer(
+    options: ScoreOptions, *, multi: bool = False, precision: str | None = None
+) -> tuple[Scorer, Path]:
+    """The scorer ``options`` name on ``options.device`` in ``precision`` (default: what the
+    options ask for), and the weights file it came from; :class:`FatalError` (one line, naming
+    the model when ``multi``) if it cannot be loaded."""
     files = model_files(options, multi=multi)
     from charmcli.model.errors import CheckpointError, ModelUnavailableError
 
     try:
         from charmcli.model import factory
 
-        return factory.load(files, device=options.device), files.checkpoint
+        precision = precision or options.requested_precision
+        return factory.load(files, device=options.device, precision=precision), files.checkpoint
     except ImportError as exc:  # pragma: no cover - broken installation
         raise FatalError(f"cannot import the model engine: {exc}") from None
     except (ModelUnavailableError, CheckpointError, ValueError, OSError) as exc:
@@ -370,8 +397,10 @@ def failure_key(preprocess: str | None, max_pixels: int | None) -> str:
     return f"{preprocess};max_pixels={max_pixels}"
 
 
-def score_row(result: ScoreResult, *, sha256: str, model: str, checkpoint_id: str, preprocess: str) -> ScoreRow:
-    """The stored score of one photo's content under one model and decode policy."""
+def score_row(
+    result: ScoreResult, *, sha256: str, model: str, checkpoint_id: str, preprocess: str, precision: str
+) -> ScoreRow:
+    """The stored score of one photo's content under one model, decode policy and precision."""
     embedding = None if result.embedding is None else result.embedding.astype("<f2").tobytes()
     return ScoreRow(
         sha256=sha256,
@@ -388,6 +417,7 @@ def score_row(result: ScoreResult, *, sha256: str, model: str, checkpoint_id: st
         embedding=embedding,
         seconds=result.seconds,
         head_input=None if result.head_input is None else result.head_input.astype("<f2").tobytes(),
+        precision=precision,
     )
 
 

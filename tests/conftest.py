@@ -40,8 +40,8 @@ for _name, _path in _RUN_ENV.items():
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["CHARM_TEST_RUN_DIR"], os.environ["CHARM_TEST_REAL_HOME"] = str(RUN_DIR), str(REAL_HOME)  # for tests
 #: A developer's own settings that would send the tests to other files or to the network.
-_DEVELOPER_VARS = ("CHARM_CHECKPOINT", "CHARM_POS_EMBED", "CHARM_DB", "CHARM_MODELS_DIR", "HF_HUB_CACHE",
-                   "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "RAY_ADDRESS")  # fmt: skip
+_DEVELOPER_VARS = ("CHARM_CHECKPOINT", "CHARM_POS_EMBED", "CHARM_DB", "CHARM_MODELS_DIR", "CHARM_PRECISION",
+                   "HF_HUB_CACHE", "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "RAY_ADDRESS")  # fmt: skip
 for _name in _DEVELOPER_VARS:
     os.environ.pop(_name, None)
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"

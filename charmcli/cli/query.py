@@ -49,6 +49,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     relative_to,
+    say_file,
     score_options,
     write_raw,
 )
@@ -61,7 +62,7 @@ from charmcli.taste.learn import DEFAULT_TASTE, TasteError
 
 TOP_FIELDS = (
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label", "flags",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "precision", "rating", "label", "flags",
 )  # fmt: skip
 
 
@@ -145,6 +146,9 @@ def top(
             except (ValueError, TasteError) as exc:  # mixed checkpoints under one name; no such taste
                 fail(str(exc))
             rows, missing = [_top_record(row, taste) for row in sel.rows], sel.missing
+            for other, count in sel.other_precisions:  # one precision ranks; say what is left out
+                console.print(f"[dim]ranked by {sel.precision} scores; {count} photo(s) also have {other} "
+                              f"scores, not mixed in.[/]")  # fmt: skip
     if json_:
         emit_json(rows)
     elif csv_:
@@ -182,6 +186,7 @@ def _top_record(row: dict[str, Any], taste: bool = False) -> dict[str, Any]:
         "sha256": row["sha256"],
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
+        "precision": row["precision"],
         "rating": row["rating"],
         "label": row["label"],
         "flags": row["flags"],
@@ -242,7 +247,7 @@ def _export(rows: list[dict[str, Any]], dest: Path, mode: str, console: Console)
         fail(str(exc))
     failed = [r for r in results if not r.ok]
     for r in failed:
-        console.print(f"[red]error[/red] {escape(display_path(r.item.source))}: {escape(r.error or '')}")
+        say_file(console, "[red]error[/red]", display_path(r.item.source), r.error or "")
     kept = sum(r.kept for r in results)
     again = f", {kept} already there" if kept else ""
     manifest = f" · manifest {escape(display_path(results.manifest))}" if results.manifest else ""
@@ -323,7 +328,7 @@ def _photo_info(store, path: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, 
         photo = store.photo_by_sha(sha) or photo
     scores = [_score_record(r) for r in store.scores_for_sha(sha)]
     for s in scores:  # standing among every photo scored with that model
-        s["percentile"] = library_percentiles(store, s["model"], [s["score"]])[0]
+        s["percentile"] = library_percentiles(store, s["model"], [s["score"]], s["precision"])[0]
     failure = store.failure_for(path)
     measures = store.measures_for(sha)
     found = evaluate(measures, limits)
@@ -365,6 +370,7 @@ def _score_record(row: dict[str, Any]) -> dict[str, Any]:
         "outputs": json.loads(row["outputs"]),
         "checkpoint_id": row["checkpoint_id"],
         "preprocess": row["preprocess"],
+        "precision": row["precision"],
         "n_tokens": row["n_tokens"],
         "input_size": [row["input_width"], row["input_height"]] if row["input_width"] else None,
         "token_path": row["token_path"],
@@ -419,7 +425,7 @@ def _print_show(info: dict[str, Any]) -> None:
         size = f"{s['input_size'][0]}x{s['input_size'][1]}" if s["input_size"] else "?"
         pct = "" if s.get("percentile") is None else f"  pct {s['percentile']:.0f}"
         console.print(f"  {escape(s['model']):<9} {fmt_score(s['score'])}{pct}  scored {s['scored_at'][:19].replace('T', ' ')}")
-        how = f"checkpoint {s['checkpoint_id'][:12]} · {s['preprocess']}"
+        how = f"checkpoint {s['checkpoint_id'][:12]} · {s['preprocess']} · {s['precision']}"
         what = f"input {size}, {s['n_tokens']} tokens · {len(s['kept_cells'])} kept cells ({s['token_path']})"
         if s["token_path"] is None:  # EAT (issue 13): the whole photo squashed, no tokens or cells
             what = f"input {size}, whole photo resized"

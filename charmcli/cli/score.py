@@ -36,6 +36,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     say,
+    say_file,
     score_options,
 )
 from charmcli.library.scan import display_path
@@ -78,6 +79,8 @@ def score(
             fail(str(exc))
         if profile:
             _print_profile(console, prof)
+            for handle in pipeline.models:  # what auto chose, and why
+                console.print(f"precision {escape(handle.name or '?')}: {escape(handle.precision().describe())}")
     raise typer.Exit(code)
 
 
@@ -166,7 +169,9 @@ def _print_summary(console: Console, pipeline: Pipeline, items: list) -> None:
     failed = f"[red]{new_failures} failed[/]" if new_failures else "0 failed"
     known = f", {summary.known_failures} known failure(s)" if summary.known_failures else ""
     skipped = f", {summary.skipped} skipped" if summary.skipped else ""
-    model = f"model {name} ({ckpt}, {pipeline.options.preprocess})" if summary.scored or summary.cached else ""
+    precision = ", ".join(h.precision().precision for h in pipeline.models)
+    model = (f"model {name} ({ckpt}, {pipeline.options.preprocess}, {precision})"
+             if summary.scored or summary.cached else "")  # fmt: skip
     counts = f"{head}{summary.scored} scored, {summary.cached} cached{reused}, {failed}{known}{skipped} " \
              f"in {summary.seconds:.1f} s"  # fmt: skip
     say(console, counts, model)
@@ -176,9 +181,9 @@ def _render_event(console: Console, event: FileEvent, model: str | None, *, json
     if json_:
         emit_json(event.to_json(model))
     if event.status == "error" and not event.known_failure:
-        console.print(f"[red]error[/red] {escape(as_typed(event.path))}: {escape(event.error or '')}")
+        say_file(console, "[red]error[/red]", as_typed(event.path), event.error or "")
     elif event.status == "skipped":
-        console.print(f"[yellow]skipped[/yellow] {escape(as_typed(event.path))}: {escape(event.error or '')}")
+        say_file(console, "[yellow]skipped[/yellow]", as_typed(event.path), event.error or "")
 
 
 def _print_profile(console: Console, prof: Profile) -> None:

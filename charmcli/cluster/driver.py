@@ -85,6 +85,7 @@ def job_config(options: ScoreOptions) -> dict[str, Any]:
         "model": options.model if options.model_given else None,
         "preprocess": options.preprocess,
         "max_pixels": options.max_pixels,
+        "precision": options.requested_precision,
     }
 
 
@@ -111,9 +112,10 @@ def check_identity(out: OutputDir, options: ScoreOptions, identity: tuple[str, s
     if stored is None:
         return
     mine = job_config(options)
-    same_decode = (stored.get("preprocess"), stored.get("max_pixels")) == (
+    same_decode = (stored.get("preprocess"), stored.get("max_pixels"), stored.get("precision", "fp32")) == (
         mine["preprocess"],
         mine["max_pixels"],
+        mine["precision"],
     )
     if identity is not None:
         same_model = (stored.get("model_name"), stored.get("checkpoint_id")) == identity
@@ -122,7 +124,8 @@ def check_identity(out: OutputDir, options: ScoreOptions, identity: tuple[str, s
     if not (same_decode and same_model):
         raise OutputError(
             f"{out.uri} holds results of another model or decode options "
-            f"({stored.get('model_name')}, {stored.get('preprocess')}, max_pixels={stored.get('max_pixels')}); "
+            f"({stored.get('model_name')}, {stored.get('preprocess')}, max_pixels={stored.get('max_pixels')}, "
+            f"precision {stored.get('precision', 'fp32')}); "
             "use another --output folder"
         )
 

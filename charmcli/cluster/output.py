@@ -73,6 +73,7 @@ SCHEMA = pa.schema(
         pa.field("seconds", pa.float64()),  # network time (share of its batch)
         pa.field("charm_version", pa.string()),
         pa.field("written_at", pa.timestamp("us", tz="UTC")),
+        pa.field("precision", pa.string()),  # the network's number format (null in older parts: fp32)
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
@@ -109,6 +110,7 @@ def score_columns(score: ScoreRow) -> dict[str, Any]:
         "embedding": score.embedding,
         "head_input": score.head_input,
         "seconds": score.seconds,
+        "precision": score.precision,
     }
 
 
@@ -128,6 +130,7 @@ def score_of(row: dict[str, Any]) -> ScoreRow:
         cell_size=row.get("cell_size"),
         embedding=row.get("embedding"),
         seconds=row.get("seconds"),
+        precision=row.get("precision") or "fp32",
         head_input=row.get("head_input"),
     )
 
@@ -238,12 +241,17 @@ class OutputDir:
         tables, warnings = [], []
         for part in self.parts():
             try:
-                tables.append(pq.read_table(part, columns=need, filesystem=self.fs))
+                present = set(pq.read_schema(part, filesystem=self.fs).names)  # older parts lack new columns
+                tables.append(pq.read_table(part, columns=[c for c in need if c in present], filesystem=self.fs))
             except (OSError, pa.ArrowException) as exc:
                 warnings.append(f"skipped unreadable {part}: {' '.join(str(exc).split())}"[:300])
         if not tables:
             return SCHEMA.empty_table().select(wanted), warnings
         table = dedupe(pa.concat_tables(tables, promote_options="permissive"))
+        for name in wanted:
+            if name not in table.column_names:
+                field = SCHEMA.field(name)
+                table = table.append_column(field, pa.nulls(len(table), field.type))
         return table.select(wanted), warnings
 
     def done(self) -> tuple[set[str], set[str]]:

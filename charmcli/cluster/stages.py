@@ -228,7 +228,8 @@ class ScoreStage:
                 continue
             # the row's own columns say whose score it is; the score's columns come from the stored row
             score = score_row(result, sha256=row.get("sha256", ""), model=row.get("model", ""),
-                              checkpoint_id=row.get("checkpoint_id", ""), preprocess=row.get("preprocess", ""))  # fmt: skip
+                              checkpoint_id=row.get("checkpoint_id", ""), preprocess=row.get("preprocess", ""),
+                              precision=self.scorer.precision)  # fmt: skip
             row.update(score_columns(score))
 
 

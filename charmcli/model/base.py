@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from charmcli.model.precision import PrecisionChoice
     from charmcli.model.spec import ModelFiles, ModelSpec
 
 
@@ -90,6 +91,13 @@ class Scorer(Preparer):
     """
 
     device: torch.device
+    #: the precision the network runs in and why (:mod:`charmcli.model.precision`)
+    precision_choice: PrecisionChoice
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``bf16`` or ``fp16``: part of the identity of every score this model gives."""
+        return self.precision_choice.precision
 
     @abstractmethod
     def batch_limit(self, tokens: int, cap: int = 128) -> int:

@@ -56,6 +56,8 @@ class ModelSpec:
     takes_arch_config: ClassVar[bool] = False
     #: ``module:Class`` of the family's scorer, imported only when a model is really built
     scorer_class: ClassVar[str] = ""
+    #: the family has a bf16 path on a CPU (else reduced precision is for GPUs only)
+    cpu_reduced_precision: ClassVar[bool] = False
 
     def to_score(self, outputs: Any, activation: str = "sigmoid") -> Any:
         """Map outputs (…, C) — a torch tensor — to the training set's rating scale."""

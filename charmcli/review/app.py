@@ -161,7 +161,7 @@ def create_app(desk: Desk, cache: ImageCache, token: str, *, allowed_hosts: tupl
                     body = cache.full(entry)
                 elif kind == "explain":
                     score = desk.store.score_for(entry["_sha256"], desk.model, entry["_checkpoint_id"],
-                                                 entry["_preprocess"]) or {}  # the score it is ranked by
+                                                 entry["_preprocess"], entry["_precision"]) or {}  # ranked by it
                     body = cache.explain(entry, score)
                 else:
                     body = cache.get(entry, kind)

@@ -193,6 +193,7 @@ class Desk:
                 "_sha256": row["sha256"],
                 "_size": row["size"],
                 "_preprocess": row["preprocess"],
+                "_precision": row["precision"],
                 "_checkpoint_id": row["checkpoint_id"],
             }
             order.append(row["id"])

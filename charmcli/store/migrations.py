@@ -203,6 +203,55 @@ def m006_taste(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m007_score_precision(db: sqlite_utils.Database) -> None:
+    """``scores.precision``: the number format the network ran in (fp32, bf16, fp16).
+
+    Part of a score's identity: the unique key gains it, so a bf16 score never answers a lookup
+    for fp32 (and the other way round), and ``latest_scores`` keeps the latest score per content,
+    scoring model *and* precision, which a ranking then picks one of. Every earlier score was
+    computed in fp32. The table is rebuilt: a schema-1 file written by hand-written DDL holds
+    its key as a table constraint, which no ``DROP INDEX`` removes.
+    """
+    columns = [c.name for c in db["scores"].columns]
+    db.execute("DROP VIEW IF EXISTS latest_scores")
+    db.execute("ALTER TABLE scores RENAME TO scores_before_precision")
+    scores = db.create_table(
+        "scores",
+        {
+            "id": int, "sha256": str, "model": str, "checkpoint_id": str, "preprocess": str,
+            "precision": str,  # fp32 | bf16 | fp16
+            "score": float, "outputs": str, "n_tokens": int, "input_width": int, "input_height": int,
+            "token_path": str, "kept_cells": str, "cell_size": int, "embedding": bytes, "seconds": float,
+            "scored_at": str, "head_input": bytes,
+        },
+        pk="id",
+        not_null={"sha256", "model", "checkpoint_id", "preprocess", "precision", "score", "outputs",
+                  "kept_cells", "scored_at"},
+        defaults={"kept_cells": "[]", "precision": "fp32"},
+    )  # fmt: skip
+    kept = ", ".join(c for c in columns if c in scores.columns_dict)
+    db.execute(f"INSERT INTO scores ({kept}) SELECT {kept} FROM scores_before_precision")
+    db.execute("DROP TABLE scores_before_precision")
+    scores.create_index(["sha256", "model", "checkpoint_id", "preprocess", "precision"], index_name="scores_key",
+                        unique=True)  # fmt: skip
+    scores.create_index(["model", "score"], index_name="scores_model_score")
+    db.create_view(
+        "latest_scores",
+        """
+        SELECT id, sha256, model, checkpoint_id, preprocess, precision, score, outputs, n_tokens,
+               input_width, input_height, token_path, kept_cells, cell_size, embedding, seconds, scored_at,
+               head_input
+        FROM (
+            SELECT s.*, ROW_NUMBER() OVER (
+                PARTITION BY s.sha256, s.model, s.precision ORDER BY s.scored_at DESC, s.id DESC) AS rn
+            FROM scores s
+        )
+        WHERE rn = 1
+        """,
+    )
+
+
 # New migrations go above this line.
 
 #: The version a database has once every migration ran.

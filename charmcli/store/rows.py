@@ -46,6 +46,7 @@ SCORE_COLUMNS = (
     "embedding",
     "seconds",
     "head_input",
+    "precision",
 )
 
 
@@ -84,6 +85,7 @@ class ScoreRow:
     #: float16 bytes: the head's whole input (Charm: ``[CLS, mean of patch tokens]``), what a
     #: learned taste works from
     head_input: bytes | None = None
+    precision: str = "fp32"  #: the network's number format: part of the score's identity
 
 
 @dataclass
@@ -209,6 +211,7 @@ class StoredScore(TypedDict):
     cell_size: int | None
     embedding: bytes | None
     seconds: float | None
+    precision: str  #: fp32, bf16, fp16
     scored_at: str
     head_input: bytes | None  #: float16 input of the head; None for scores from before it was kept
 
@@ -255,6 +258,7 @@ class RankedPhoto(StoredPhoto):
     model: str  #: the scoring model
     checkpoint_id: str
     preprocess: str
+    precision: str
     scored_at: str
     embedding: bytes | None  #: float16 CLS vector; None unless asked for
     measures: dict[str, Any] | None  #: the content's latest technical measures, or None
@@ -265,6 +269,7 @@ class TopFilter:
     """Which scored photos a ranking returns; ``None`` means "no constraint"."""
 
     model: str  #: the scoring model
+    precision: str = "fp32"  #: scores of this precision only: rankings never mix precisions
     min_score: float | None = None
     since: str | None = None  #: ISO date prefix, inclusive
     until: str | None = None  #: ISO date prefix, inclusive (``2023`` = through 2023-12-31)

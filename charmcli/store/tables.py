@@ -62,9 +62,12 @@ class Store(Database):
         sql = "SELECT * FROM photos WHERE sha256 = ? ORDER BY last_seen DESC LIMIT 1"
         return cast("StoredPhoto | None", self.one(sql, (sha256,)))
 
-    def score_for(self, sha256: str, model: str, checkpoint_id: str, preprocess: str) -> StoredScore | None:
-        sql = "SELECT * FROM scores WHERE sha256 = ? AND model = ? AND checkpoint_id = ? AND preprocess = ?"
-        return cast("StoredScore | None", self.one(sql, (sha256, model, checkpoint_id, preprocess)))
+    def score_for(
+        self, sha256: str, model: str, checkpoint_id: str, preprocess: str, precision: str = "fp32"
+    ) -> StoredScore | None:
+        sql = ("SELECT * FROM scores WHERE sha256 = ? AND model = ? AND checkpoint_id = ? AND preprocess = ? "
+               "AND precision = ?")  # fmt: skip
+        return cast("StoredScore | None", self.one(sql, (sha256, model, checkpoint_id, preprocess, precision)))
 
     def failure_for(self, path: str) -> StoredFailure | None:
         return cast("StoredFailure | None", self.one("SELECT * FROM failures WHERE path = ?", (path,)))
@@ -153,8 +156,8 @@ class Store(Database):
         loading the whole library. ``embedding`` is that score's float16 CLS vector when
         ``embeddings`` is asked for, else None (it is large: a library's worth is megabytes).
         """
-        where = ["l.model = :model"]
-        params: dict[str, Any] = {"model": flt.model}
+        where = ["l.model = :model", "l.precision = :precision"]
+        params: dict[str, Any] = {"model": flt.model, "precision": flt.precision}
         if flt.min_score is not None:
             where.append("l.score >= :min_score")
             params["min_score"] = flt.min_score
@@ -183,7 +186,7 @@ class Store(Database):
             where.append("(" + " OR ".join(alternatives) + ")")
         sql = f"""
             SELECT p.*, l.score AS score, l.model AS model, l.checkpoint_id AS checkpoint_id,
-                   l.preprocess AS preprocess, l.scored_at AS scored_at, {"l.embedding" if embeddings else "NULL"} AS embedding,
+                   l.preprocess AS preprocess, l.precision AS precision, l.scored_at AS scored_at, {"l.embedding" if embeddings else "NULL"} AS embedding,
                    (SELECT m.measures FROM measures m WHERE m.sha256 = p.sha256
                     ORDER BY m.measured_at DESC LIMIT 1) AS measures
             FROM photos p JOIN latest_scores l ON l.sha256 = p.sha256
@@ -202,15 +205,27 @@ class Store(Database):
                 continue
             yield cast(RankedPhoto, row)
 
-    def model_scores(self, model: str) -> list[float]:
-        """The latest ``model`` score of every photo row (one per path, as :meth:`iter_ranked` ranks
-        them): the reference distribution for library percentiles ("calibrated scores")."""
+    def model_scores(self, model: str, precision: str = "fp32") -> list[float]:
+        """The latest ``model`` score at ``precision`` of every photo row (one per path, as
+        :meth:`iter_ranked` ranks them): the reference distribution for library percentiles
+        ("calibrated scores")."""
         with self.lock:
             rows = self.conn.execute(
-                "SELECT l.score FROM photos p JOIN latest_scores l ON l.sha256 = p.sha256 WHERE l.model = ?",
-                (model,),
+                "SELECT l.score FROM photos p JOIN latest_scores l ON l.sha256 = p.sha256 "
+                "WHERE l.model = ? AND l.precision = ?",
+                (model, precision),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def precisions_scored(self, model: str) -> list[tuple[str, int]]:
+        """The precisions ``model`` has scores in, most photos first (ties: fp32 first)."""
+        rows = self.all(
+            "SELECT s.precision AS precision, COUNT(DISTINCT p.path) AS n FROM scores s "
+            "JOIN photos p ON p.sha256 = s.sha256 WHERE s.model = ? GROUP BY s.precision "
+            "ORDER BY n DESC, s.precision = 'fp32' DESC, s.precision",
+            (model,),
+        )
+        return [(r["precision"], r["n"]) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         """Counts for ``charm stats``."""

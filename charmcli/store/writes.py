@@ -41,7 +41,9 @@ def _upsert(table: str, columns: Sequence[str], key: Sequence[str], keep: Sequen
 
 
 _PHOTO_SQL = _upsert("photos", (*PHOTO_COLUMNS, "first_seen", "last_seen"), ("path",), keep=("first_seen",))
-_SCORE_SQL = _upsert("scores", (*SCORE_COLUMNS, "scored_at"), ("sha256", "model", "checkpoint_id", "preprocess"))
+_SCORE_SQL = _upsert(
+    "scores", (*SCORE_COLUMNS, "scored_at"), ("sha256", "model", "checkpoint_id", "preprocess", "precision")
+)
 _FAILURE_COLUMNS = ("path", "sha256", "reason", "kind", "size", "mtime_ns", "options", "failed_at")
 _FAILURE_SQL = _upsert("failures", _FAILURE_COLUMNS, ("path",))
 _MEASURES_SQL = _upsert("measures", ("sha256", "version", "measures", "measured_at"), ("sha256", "version"))
@@ -86,6 +88,7 @@ def _(row: ScoreRow, when: str) -> Statement:
         row.embedding,
         row.seconds,
         row.head_input,
+        row.precision,
         when,
     ]
     return _SCORE_SQL, values

@@ -21,7 +21,7 @@ from charmcli.store import Store
 SMALL = ["--max-side", "256"]
 TOP_KEYS = {
     "rank", "score", "percentile", "path", "model", "date_taken", "camera", "make", "camera_model", "lens",
-    "width", "height", "sha256", "checkpoint_id", "preprocess", "rating", "label", "flags",
+    "width", "height", "sha256", "checkpoint_id", "preprocess", "precision", "rating", "label", "flags",
 }  # fmt: skip
 
 

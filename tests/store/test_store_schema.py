@@ -128,6 +128,6 @@ def test_checkpoint_memo_and_forget_on_both_schemas(store, tmp_path):
 def test_new_schema_has_the_keys_the_upserts_name(tmp_path):
     with Store(tmp_path / "charm.db") as s:
         unique = {tuple(i.columns) for t in ("photos", "scores", "failures") for i in s.db[t].indexes if i.unique}
-        assert {("path",), ("sha256", "model", "checkpoint_id", "preprocess")} <= unique
+        assert {("path",), ("sha256", "model", "checkpoint_id", "preprocess", "precision")} <= unique
         assert s.db["checkpoints"].pks == ["source"]
         assert s.db["scores"].columns_dict["embedding"] is bytes

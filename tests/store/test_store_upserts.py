@@ -88,7 +88,7 @@ def test_score_upsert_replaces_every_column(store):
     store.write([(b, "2024-02-01T00:00:00")])
     after = store.score_for(*key)
     assert set(after) == set(_columns(store, "scores"))
-    assert _changed(before, after) == set(after) - {"id", "sha256", "model", "checkpoint_id", "preprocess"}
+    assert _changed(before, after) == set(after) - {"id", "sha256", "model", "checkpoint_id", "preprocess", "precision"}  # the key
     assert after["score"] == pytest.approx(b.score) and json.loads(after["outputs"]) == pytest.approx(
         b.outputs
     )

@@ -31,6 +31,7 @@ from charmcli.model.charm.checkpoint import (
 from charmcli.model.charm.network import CharmViT
 from charmcli.model.charm.specs import CharmSpec
 from charmcli.model.charm.tokenizer import CELL, CharmTokenizer, PositionTable, Tokenized
+from charmcli.model.precision import PrecisionChoice, resolve_precision
 from charmcli.model.registry import (
     MODELS,
     converted_cache_dir,
@@ -147,9 +148,12 @@ class CharmScorer(Scorer):
         spec: ModelSpec | None,
         checkpoint_id: str,
         device: str | torch.device = "auto",
+        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
-        self.network = network.to(self.device).eval().requires_grad_(False)
+        self.precision_choice: PrecisionChoice = resolve_precision(precision, self.device)
+        network = network.to(self.device).eval().requires_grad_(False)
+        self.network = network.set_precision(self.precision_choice.precision)
         self.spec = spec
         self.checkpoint_id = checkpoint_id
         if pos_table.shape[-1] != network.cfg.dim:
@@ -165,13 +169,13 @@ class CharmScorer(Scorer):
         cls, files: ModelFiles, *, device: str | torch.device = "auto", cache_dir: Path | None = None,
         precision: str = "fp32",
     ) -> CharmScorer:  # fmt: skip
-        """An official ``.pth`` (read safely) or a ``.safetensors`` checkpoint and its position table."""
-        if precision != "fp32":
-            raise ValueError(f"Charm runs in fp32; precision {precision!r} is not available for it")
+        """An official ``.pth`` (read safely) or a ``.safetensors`` checkpoint and its position table.
+
+        ``precision``: ``fp32`` (exact), ``bf16`` or ``auto`` (:mod:`charmcli.model.precision`)."""
         state, cfg, digest, spec, table = _resolve(files, cache_dir)
         network = CharmViT(cfg)
         network.load_state_dict(state, strict=True)
-        return cls(network, table, spec, digest, device=device)
+        return cls(network, table, spec, digest, device=device, precision=precision)
 
     @classmethod
     def load_preparer(cls, files: ModelFiles, *, cache_dir: Path | None = None) -> CharmPreparer:

@@ -21,6 +21,7 @@ class CharmSpec(ModelSpec):
 
     family: ClassVar[str] = "charm"
     scorer_class: ClassVar[str] = "charmcli.model.charm.scorer:CharmScorer"
+    cpu_reduced_precision: ClassVar[bool] = True
 
     def to_score(self, outputs: Any, activation: str = "sigmoid") -> Any:
         """Map activated outputs (…, C) to the training set's rating scale.

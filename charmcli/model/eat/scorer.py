@@ -24,6 +24,7 @@ from charmcli.model.eat.preprocess import EatPreprocess
 from charmcli.model.eat.specs import EatSpec
 from charmcli.model.errors import CheckpointError
 from charmcli.model.files import sha256_file
+from charmcli.model.precision import resolve_precision
 from charmcli.model.spec import ModelFiles, ModelSpec
 
 
@@ -77,9 +78,8 @@ class EatScorer(Scorer):
         self.network = network.to(self.device).eval().requires_grad_(False)
         self.spec = spec
         self.checkpoint_id = checkpoint_id
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError("precision must be fp32, bf16 or fp16")
-        self.precision = precision
+        # EAT's reduced precision is CUDA autocast; on a CPU it runs, and says it ran, fp32
+        self.precision_choice = resolve_precision(precision, self.device, cpu_reduced=spec.cpu_reduced_precision)
 
     @property
     def name(self) -> str:
