@@ -79,3 +79,29 @@ def test_cpuinfo_flags_are_read_from_the_flags_line() -> None:
     assert parse_cpu_flags(text) == frozenset({"fpu", "avx2", "amx_bf16", "avx512_bf16"})
     assert parse_cpu_flags("Features\t: fp asimd bf16\n") == frozenset({"fp", "asimd", "bf16"})
     assert parse_cpu_flags("nothing here\n") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("requested", "caps", "cpu_reduced", "line"),
+    [
+        ("fp32", AMX_CPU, True, "fp32 (fp32: asked for)"),
+        ("auto", AMPERE, True, "bf16 (auto: A100 has bf16)"),
+        ("bf16", Capabilities("cuda", cuda_bf16=True), True, "bf16 (bf16: GPU has bf16)"),
+        ("auto", TURING, True, "fp16 (auto: T4 has no bf16, fp16 instead)"),
+        ("auto", Capabilities("cuda"), True, "fp16 (auto: GPU has no bf16, fp16 instead)"),
+        ("auto", AMX_CPU, False, "fp32 (auto: this model runs fp32 on a CPU)"),
+        ("auto", AMX_CPU, True, "bf16 (auto: CPU has amx_bf16, avx512_bf16)"),
+        ("bf16", AVX512_BF16_ONLY, True, "bf16 (bf16: CPU has avx512_bf16)"),
+        ("bf16", AVX2_CPU, True, "bf16 (bf16: asked for; CPU has no native bf16, emulated (slow))"),
+        ("auto", AVX2_CPU, True, "fp32 (auto: CPU has no native bf16 (no amx_bf16 / avx512_bf16))"),
+    ],
+)
+def test_every_choice_says_why_in_one_line(requested, caps, cpu_reduced, line) -> None:
+    """What --profile and charm show print: the precision, what was asked, and the reason."""
+    assert choose_precision(requested, caps, cpu_reduced=cpu_reduced).describe() == line
+
+
+def test_cpuinfo_without_a_flags_line_and_arm_features() -> None:
+    assert parse_cpu_flags("processor : 0\nmodel name : X\n") == frozenset()
+    assert parse_cpu_flags("Features\t: fp asimd BF16 sve\n") == frozenset({"fp", "asimd", "bf16", "sve"})
+    assert parse_cpu_flags("flags : A:B c\nflags : later\n") == frozenset({"a:b", "c"})
