@@ -125,3 +125,42 @@ def test_parse_names():
     assert parse_names("soft, Eyes-Closed") == {"soft", "eyes-closed"}
     with pytest.raises(ValueError, match="unknown flag blurry; known: soft, motion-blur"):
         parse_names("soft,blurry")
+
+
+def test_every_reason_word_for_word():
+    """Each flag's reason as a user reads it (the name, the numbers, singular and plural)."""
+    reasons = {f.name: f.reason for f in evaluate({**CLEAN, "motion_ratio": 2.0, "motion_width": 2.5,
+                                                    "motion_angle": 30.0, "brightness": 0.8, "faces": 1,
+                                                    "eyes_closed": 1})}  # fmt: skip
+    assert reasons == {
+        "motion-blur": "motion blur: smeared 2.5 px at 30°, 2.0x across",
+        "overexposed": "overexposed: mean brightness 80%",
+        "eyes-closed": "eyes closed: 1 of 1 face",
+    }
+    dark = evaluate({**CLEAN, "luma_p99": 0.5, "brightness": 0.2, "faces": 2, "eyes_closed": 2})
+    assert [(f.name, f.reason) for f in dark] == [
+        ("underexposed", "underexposed: brightest parts reach only 50%, mean 20%"),
+        ("eyes-closed", "eyes closed: 2 of 2 faces"),
+    ]
+    no_angle = evaluate({**CLEAN, "motion_ratio": 2.0, "motion_width": 2.5, "motion_angle": None})
+    assert [f.reason for f in no_angle] == ["motion blur: smeared 2.5 px at 0°, 2.0x across"]
+    flat = evaluate({**CLEAN, "focus_width": 20.0, "textured_tiles": 0})
+    assert [(f.name, f.reason) for f in flat] == [("soft", "soft: no sharp detail anywhere in the frame")]
+
+
+def test_eyes_notes_word_for_word():
+    assert eyes_note(None) == eyes_note({}) == "not measured"
+    assert eyes_note({**CLEAN, "faces": None}) == "eyes not measured (pip install 'charmcli[faces]')"
+
+
+def test_parse_limits_reads_each_item_whole():
+    got = parse_limits("soft_width=1.5,,eyes_closed_faces=2")  # an empty item is skipped, not the end
+    assert got.soft_width == 1.5 and got.eyes_closed_faces == 2 and type(got.eyes_closed_faces) is int
+    with pytest.raises(ValueError, match=r"^flag limit soft_width needs a number, got '1=2'$"):
+        parse_limits("soft_width=1=2")
+    with pytest.raises(ValueError) as err:
+        parse_limits("blurry=2")
+    assert str(err.value) == "unknown flag limit 'blurry=2'; known: " + ", ".join(f.name for f in fields(Limits))
+    with pytest.raises(ValueError) as err:
+        parse_names("soft,blurry,fuzzy")
+    assert str(err.value) == "unknown flag blurry, fuzzy; known: " + ", ".join(FLAG_NAMES)

@@ -44,28 +44,17 @@ def test_every_place_a_library_writes_is_inside_this_run(monkeypatch):
     assert all(_inside_run(p) for p in out), out
 
 
-def _child_pytest(test: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{PROBES}::{test}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-
-
 @pytest.mark.slow
-def test_in_ci_a_skip_for_a_missing_tool_fails_the_run(tmp_path):
+def test_in_ci_a_skip_for_a_missing_tool_or_a_write_into_the_home_fails_the_run(tmp_path):
+    """One child pytest with CI=true and an empty HOME, running two probes: one skips for a
+    missing tool, one writes into the real home. Both fail the run, and the run itself (caches,
+    Ray, Chromium...) wrote nothing else there."""
     home = tmp_path / "home"
     home.mkdir()
-    local = _child_pytest("test_probe_missing_tool", {"CI": "", "HOME": str(home)})
-    assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout
-    ci = _child_pytest("test_probe_missing_tool", {"CI": "true", "HOME": str(home)})
-    assert ci.returncode == 1 and "1 failed" in ci.stdout, ci.stdout
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CI": "true", "HOME": str(home)}
+    ci = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PROBES)],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ci.returncode == 1 and "1 failed, 1 passed" in ci.stdout, ci.stdout
     assert "CI=true: a test that cannot run is a failure here, not a skip: Skipped: probe: a tool is not installed" in ci.stdout
-    assert list(home.iterdir()) == []  # two whole runs of pytest: an empty home stays empty
-
-
-@pytest.mark.slow
-def test_in_ci_a_run_that_writes_into_the_home_fails(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    ci = _child_pytest("test_probe_writes_into_the_real_home", {"CI": "true", "HOME": str(home)})
-    assert ci.returncode == 1 and "1 passed" in ci.stdout, ci.stdout
     assert f"FAILED: new in the real home {home}: .cache, .cache/charm-probe" in ci.stdout
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == [".cache", ".cache/charm-probe"]

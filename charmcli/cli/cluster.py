@@ -29,6 +29,7 @@ from charmcli.cli.options import (
     err,
     fail,
     open_db,
+    say_file,
     score_options,
 )
 from charmcli.library.scan import display_path
@@ -126,9 +127,7 @@ def score(
 
     def on_row(row: dict[str, Any]) -> None:
         if row["status"] != "ok":
-            console.print(
-                f"[red]error[/red] {escape(display_path(row['path']))}: {escape(row.get('error') or '')}"
-            )
+            say_file(console, "[red]error[/red]", display_path(row["path"]), row.get("error") or "")
 
     def on_start(plan: Any, summary: Any) -> None:
         if not quiet:

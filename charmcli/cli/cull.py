@@ -50,6 +50,7 @@ from charmcli.cli.options import (
     print_table,
     relative_to,
     say,
+    say_file,
 )
 from charmcli.cull.groups import (
     DEFAULT_MIN_SIMILARITY,
@@ -254,7 +255,8 @@ def _calibrate(sel: Selection, gap: float, similarity: float, json_: bool) -> No
         emit_json(data)
         return
     console = out()
-    console.print(f"Cosine similarity of neighbouring frames at most {gap:g} s apart: {sims.size} pair(s), model {sel.model}")
+    say(console, f"Cosine similarity of consecutive frames ≤ {gap:g} s apart:",
+        f"{sims.size} pair(s), model {sel.model}", sep=" ")  # fmt: skip
     peak = max(int(counts.max()) if counts.size else 0, 1)
     for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True):
         marks = []
@@ -265,11 +267,11 @@ def _calibrate(sel: Selection, gap: float, similarity: float, json_: bool) -> No
         bar = "█" * round(40 * int(c) / peak)
         console.print(f"  {a:6.3f}–{b:5.3f} │{bar:<40} {int(c):>5} {' '.join(marks)}")
     if suggested is None:
-        console.print(f"Too few pairs ({sims.size}; 20 needed) or no spread to suggest a threshold; "
-                  f"keep --similarity {similarity:g}.")  # fmt: skip
+        say(console, f"Too few pairs ({sims.size}; 20 needed) or no spread to suggest a threshold;",
+            f"keep --similarity {similarity:g}.", sep=" ")  # fmt: skip
     else:
-        console.print(f"Suggested --similarity {suggested:.3f} (Otsu threshold between the two modes: burst "
-                  f"neighbours near 1, 'turned to something else' lower).")  # fmt: skip
+        say(console, f"Suggested --similarity {suggested:.3f}",
+            "(Otsu: burst neighbours near 1 vs the rest).", sep=" ")  # fmt: skip
     console.print(f"At --similarity {similarity:g}, {linked} of {sims.size} pair(s) would link.")
 
 
@@ -396,7 +398,7 @@ def rate(
         _print_rate(photos, dry_run)
     console = err()
     for p in errors:
-        console.print(f"[red]error[/red] {escape(display_path(p['path']))}: {escape(p['error'])}")
+        say_file(console, "[red]error[/red]", display_path(p["path"]), p["error"])
     if records:
         verb = "Would write" if dry_run else "Wrote"
         say(console,

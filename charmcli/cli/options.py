@@ -86,16 +86,26 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def say(console: Console, *parts: str, sep: str = " · ") -> None:
+def say(console: Console, *parts: str, sep: str = " · ", indent: int = 0) -> None:
     """A message made of parts (markup): one line in a log, or in a terminal wide enough; else a
-    line per part, so a narrow terminal breaks it where the sense breaks, not mid-phrase."""
+    line per part (the later ones indented by ``indent``), so a narrow terminal breaks it where
+    the sense breaks, not mid-phrase."""
     shown = [part for part in parts if part]
     line = sep.join(shown)
     if console.soft_wrap or Text.from_markup(line).cell_len <= console.width:
         console.print(line)
-    else:
-        for part in shown:
-            console.print(part)
+        return
+    for i, part in enumerate(shown):
+        text = Text.from_markup(part)
+        if i and indent:
+            text.pad_left(indent)
+        console.print(text)
+
+
+def say_file(console: Console, label: str, path: str, message: str) -> None:
+    """``LABEL PATH: MESSAGE`` for one file (``error``, ``skipped``): one line in a log; in a narrow
+    terminal the message goes under the path, indented, rather than wrapping mid-phrase."""
+    say(console, f"{label} {escape(path)}:", escape(message), sep=" ", indent=2)
 
 
 def emit_json(data: Any) -> None:

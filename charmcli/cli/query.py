@@ -49,6 +49,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     relative_to,
+    say_file,
     score_options,
     write_raw,
 )
@@ -246,7 +247,7 @@ def _export(rows: list[dict[str, Any]], dest: Path, mode: str, console: Console)
         fail(str(exc))
     failed = [r for r in results if not r.ok]
     for r in failed:
-        console.print(f"[red]error[/red] {escape(display_path(r.item.source))}: {escape(r.error or '')}")
+        say_file(console, "[red]error[/red]", display_path(r.item.source), r.error or "")
     kept = sum(r.kept for r in results)
     again = f", {kept} already there" if kept else ""
     manifest = f" · manifest {escape(display_path(results.manifest))}" if results.manifest else ""

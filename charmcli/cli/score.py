@@ -36,6 +36,7 @@ from charmcli.cli.options import (
     out,
     print_table,
     say,
+    say_file,
     score_options,
 )
 from charmcli.library.scan import display_path
@@ -180,9 +181,9 @@ def _render_event(console: Console, event: FileEvent, model: str | None, *, json
     if json_:
         emit_json(event.to_json(model))
     if event.status == "error" and not event.known_failure:
-        console.print(f"[red]error[/red] {escape(as_typed(event.path))}: {escape(event.error or '')}")
+        say_file(console, "[red]error[/red]", as_typed(event.path), event.error or "")
     elif event.status == "skipped":
-        console.print(f"[yellow]skipped[/yellow] {escape(as_typed(event.path))}: {escape(event.error or '')}")
+        say_file(console, "[yellow]skipped[/yellow]", as_typed(event.path), event.error or "")
 
 
 def _print_profile(console: Console, prof: Profile) -> None:

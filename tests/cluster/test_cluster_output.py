@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -171,3 +172,83 @@ def test_usage_errors_answer_before_torch_or_ray(cli, tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["2", "[]"]
+
+
+def _dedupe_rows(rows: list[dict], schema: pa.Schema = SCHEMA) -> list[tuple]:
+    table = dedupe(pa.Table.from_pylist(rows, schema=schema))
+    return [(r["path"], r["status"], r.get("error") or r.get("score")) for r in table.to_pylist()]
+
+
+def test_dedupe_judges_each_row_against_the_best_so_far():
+    """Whatever order the parts come in: ok beats error, then the newer row; a tie keeps the first."""
+    later = T0 + timedelta(hours=1)
+    assert _dedupe_rows([_ok("/a", score=0.1), _err("/a", when=later)]) == [("/a", "ok", 0.1)]
+    assert _dedupe_rows([_ok("/a", score=0.9, when=later), _ok("/a", score=0.1)]) == [("/a", "ok", 0.9)]
+    assert _dedupe_rows([_ok("/a", score=0.1), _ok("/a", score=0.9, when=later)]) == [("/a", "ok", 0.9)]
+    assert _dedupe_rows([_ok("/a", score=0.3), _ok("/a", score=0.4), _err("/b"), _ok("/a", score=0.5)]) == [
+        ("/a", "ok", 0.3), ("/b", "error", "corrupt JPEG")]  # fmt: skip
+    no_stamps = pa.schema([f for f in SCHEMA if f.name != "written_at"])
+    rows = [{k: v for k, v in r.items() if k != "written_at"} for r in (_err("/a"), _ok("/a", score=0.2), _err("/a"))]
+    assert _dedupe_rows(rows, no_stamps) == [("/a", "ok", 0.2)]
+
+
+def test_unreadable_parts_are_one_line_warnings_of_at_most_300_characters(tmp_path):
+    out = OutputDir.open(tmp_path / ("deep-" * 10) / "out", create=True)
+    assert out.read(["path", "score"])[0].column_names == ["path", "score"]  # nothing yet: the columns asked
+    out.write_part([_ok("/a.jpg")])
+    bad = Path(out.join("part-0-broken.parquet"))
+    bad.write_bytes(b"PAR1 but not really parquet PAR1")
+    try:
+        pq.read_table(bad)
+    except (OSError, pa.ArrowException) as exc:
+        reason = " ".join(str(exc).split())
+    table, warnings = out.read()
+    assert table.column("path").to_pylist() == ["/a.jpg"]
+    prefix = f"skipped unreadable {bad}: "
+    assert len(prefix) < 250 and len(prefix + reason) > 300  # the cut falls inside the reason
+    assert warnings == [(prefix + reason)[:300]]
+    Path(out.join("_charm_job.json")).write_text("{not json")
+    try:
+        json.loads("{not json")
+    except ValueError as exc:
+        why = " ".join(str(exc).split())
+    with pytest.raises(OutputError) as err:
+        out.read_job()
+    assert str(err.value) == f"{out.uri}/_charm_job.json is unreadable: {why}"
+
+
+def test_urls_are_listed_once_each_in_input_order(monkeypatch):
+    """An object-store folder given twice, or overlapping another, yields each photo once."""
+    from charmcli.cluster import inputs
+
+    listed = {"s3://b/a": ["s3://b/a/1.jpg", "s3://b/a/2.jpg"], "s3://b/a/2.jpg": ["s3://b/a/2.jpg"]}
+    monkeypatch.setattr(inputs, "_list_url", lambda url: listed[url])
+    got = list_inputs(["s3://b/a/2.jpg", "s3://b/a", "s3://b/a"])
+    assert got.paths == ["s3://b/a/2.jpg", "s3://b/a/1.jpg"] and got.problems == []
+
+
+def test_url_listing_skips_hidden_parts_and_other_files_and_says_why_it_cannot_list(tmp_path):
+    lib = tmp_path / "lib"
+    for name in ("X.jpg", "sub/c.jpg", ".hidden/a.jpg", "sub/.b.jpg", "notes.txt"):
+        (lib / name).parent.mkdir(parents=True, exist_ok=True)
+        (lib / name).write_bytes(b"x")
+    assert _list_url(lib.as_uri()) == [(lib / "X.jpg").as_uri(), (lib / "sub" / "c.jpg").as_uri()]
+    assert _list_url((lib / "X.jpg").as_uri()) == [(lib / "X.jpg").as_uri()]
+    with pytest.raises(InputError) as err:
+        _list_url((tmp_path / "nope").as_uri())
+    assert str(err.value) == f"no such file or folder: {(tmp_path / 'nope').as_uri()}"
+    with pytest.raises(InputError) as err:
+        list_inputs(["nosuch://bucket/x"])
+    assert str(err.value) == "cannot list nosuch://bucket/x: Unrecognized filesystem type in URI: nosuch://bucket/x"
+
+
+def test_a_manifest_keeps_names_that_are_not_utf8(tmp_path):
+    manifest = tmp_path / "list.txt"
+    manifest.write_bytes(b"# a comment\ncaf\xe9.jpg\n\n  \xc3\xa9t\xc3\xa9.jpg  \n")
+    got = list_inputs([manifest]).paths
+    assert [os.fsencode(p) for p in got] == [os.fsencode(tmp_path) + b"/caf\xe9.jpg", os.fsencode(tmp_path) + "/été.jpg".encode()]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(InputError) as err:
+        list_inputs([broken])
+    assert str(err.value).startswith(f"cannot read manifest {broken}: ") and "\n" not in str(err.value)

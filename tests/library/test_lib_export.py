@@ -243,3 +243,85 @@ def test_claim_falls_back_where_hard_links_are_refused(tmp_path: Path, monkeypat
     with pytest.raises(FileExistsError):
         atomic_write_text(tmp_path / "a.csv", "y", overwrite=False)
     assert (tmp_path / "a.csv").read_text() == "x" and _leftovers(tmp_path) == []
+
+
+# -- the collision rule at its edges: what counts as "this export is already there" ---------------
+
+
+def test_a_lookalike_is_not_taken_for_the_export(tmp_path: Path, sources: list[Path]) -> None:
+    """Same size and mtime, other bytes (copy); same bytes, another inode (link); a link elsewhere
+    (symlink) or a symlink where a copy belongs: each is someone else's file, so the export takes -2."""
+    src = sources[2]
+    out = tmp_path / "out"
+    out.mkdir()
+    lookalike = out / "0001_beach.jpg"
+    data = bytearray(src.read_bytes())
+    data[-3] ^= 0xFF
+    lookalike.write_bytes(bytes(data))
+    shutil.copystat(src, lookalike)  # what a shallow comparison (size, mtime) would call the same file
+    item = [ExportItem(src, 1, 9.0)]
+    (copied,) = export_files(item, out, "copy", manifest=False)
+    assert copied.path.name == "0001_beach-2.jpg" and not copied.kept
+    assert lookalike.read_bytes() == bytes(data)
+    shutil.copyfile(src, out / "0001_beach-3.jpg")  # equal bytes, but not the same file for a hard link
+    os.symlink(tmp_path / "elsewhere.jpg", out / "0001_beach-4.jpg")
+    (linked,) = export_files(item, out, "link", manifest=False)
+    assert linked.path.name == "0001_beach-5.jpg" and os.path.samefile(linked.path, src)
+    (again,) = export_files(item, out, "link", manifest=False)
+    assert again.kept and again.path == linked.path
+    (sym,) = export_files(item, out, "symlink", manifest=False)
+    assert sym.path.name == "0001_beach-6.jpg" and os.readlink(sym.path) == str(src)
+    (copy_again,) = export_files(item, out, "copy", manifest=False)  # the -2 copy, not a link to it
+    assert copy_again.kept and copy_again.path == copied.path
+    os.unlink(copied.path)
+    os.symlink(src, copied.path)  # a symlink to the source is not a copy of it; -3 (equal bytes) is
+    (copy_third,) = export_files(item, out, "copy", manifest=False)
+    assert copy_third.kept and copy_third.path.name == "0001_beach-3.jpg"
+
+
+def test_the_default_mode_copies_into_a_new_nested_folder(tmp_path: Path, sources: list[Path]) -> None:
+    results = export_files(_items(sources)[:1], tmp_path / "a" / "b" / "c")
+    (path,) = [r.path for r in results]
+    assert path.parent == tmp_path / "a" / "b" / "c" and not path.is_symlink()
+    assert os.stat(path).st_ino != os.stat(sources[0]).st_ino and path.read_bytes() == sources[0].read_bytes()
+
+
+def test_destination_and_mode_errors_are_one_clear_line(tmp_path: Path, sources: list[Path]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(ExportError) as err:
+        export_files(_items(sources), blocker / "sub", "copy")
+    assert str(err.value) == f"cannot create {blocker / 'sub'}: Not a directory"
+    with pytest.raises(ExportError) as err:
+        export_files(_items(sources), blocker, "copy")
+    assert str(err.value) in (f"cannot create {blocker}: File exists", f"{blocker} is not a folder")
+    with pytest.raises(ValueError, match=r"^unknown export mode 'move' \(copy, link or symlink\)$"):
+        export_files(_items(sources), tmp_path / "x", "move")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["copy", "link", "symlink"])
+def test_a_vanished_source_is_named_in_every_mode(tmp_path: Path, mode: str) -> None:
+    gone = tmp_path / "src" / "gone.jpg"
+    (result,) = export_files([ExportItem(gone, 1, 1.0)], tmp_path / "out", mode, manifest=False)
+    assert result.error == f"{mode} failed: No such file or directory ({gone})"
+
+
+def test_a_long_name_is_cut_to_exactly_the_limit(tmp_path: Path) -> None:
+    src = _photo(tmp_path / ("x" * 250 + ".jpg"))
+    (result,) = export_files([ExportItem(src, 1, 3.0)], tmp_path / "out", "copy", manifest=False)
+    assert result.path.name == "0001_" + "x" * 231 + ".jpg" and len(os.fsencode(result.path.name)) == export._NAME_MAX
+
+
+def test_a_file_that_cannot_be_compared_is_not_taken_for_the_export(tmp_path: Path, sources: list[Path], monkeypatch) -> None:
+    """An unreadable file under the name (EACCES; root reads everything, so it is simulated) is
+    someone else's: the export takes -2 rather than calling it the same."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "0001_beach.jpg").write_bytes(sources[2].read_bytes())
+
+    def unreadable(a, b, shallow=True):
+        raise PermissionError(errno.EACCES, "Permission denied", str(a))
+
+    monkeypatch.setattr(export.filecmp, "cmp", unreadable)
+    (result,) = export_files([ExportItem(sources[2], 1, 9.0)], out, "copy", manifest=False)
+    assert result.path.name == "0001_beach-2.jpg" and not result.kept

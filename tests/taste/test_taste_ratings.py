@@ -32,11 +32,16 @@ DESK = {"source": DESK_SOURCE}
         (None, {**DESK, "rating": 0}, None),
         (None, {**DESK, "rating": None, "label": "Red"}, None),  # a label alone is no rating
         (7, None, None),  # out of range: not a rating
+        (6, None, None),  # the first value past five stars
+        (5, None, (5, "sidecar")),  # the last one in range
+        (None, {**DESK, "rating": 6}, None),
+        (-2, None, None),
     ],
 )
 def test_the_rule(sidecar, decision, expected) -> None:
     got = user_rating(sidecar, decision)
     assert (None if got is None else (got.stars, got.source)) == expected
+    assert got is None or got.path == ""  # the caller fills it
 
 
 def _photo(folder: Path, name: str) -> str:
