@@ -241,8 +241,7 @@ class OutputDir:
         tables, warnings = [], []
         for part in self.parts():
             try:
-                present = set(pq.read_schema(part, filesystem=self.fs).names)  # older parts lack new columns
-                tables.append(pq.read_table(part, columns=[c for c in need if c in present], filesystem=self.fs))
+                tables.append(self._read_part(part, need))
             except (OSError, pa.ArrowException) as exc:
                 warnings.append(f"skipped unreadable {part}: {' '.join(str(exc).split())}"[:300])
         if not tables:
@@ -253,6 +252,16 @@ class OutputDir:
                 field = SCHEMA.field(name)
                 table = table.append_column(field, pa.nulls(len(table), field.type))
         return table.select(wanted), warnings
+
+    def _read_part(self, part: str, columns: list[str]) -> pa.Table:
+        try:
+            return pq.read_table(part, columns=columns, filesystem=self.fs)
+        except pa.ArrowInvalid as exc:
+            if "FieldRef" not in str(exc):
+                raise
+        # a part written before a column existed (e.g. precision): read the columns it has
+        present = set(pq.read_schema(part, filesystem=self.fs).names)
+        return pq.read_table(part, columns=[c for c in columns if c in present], filesystem=self.fs)
 
     def done(self) -> tuple[set[str], set[str]]:
         """(paths with an ``ok`` row, paths with only ``error`` rows): all a resume needs."""

@@ -278,3 +278,16 @@ def test_manifest_entries_urls_kept_local_paths_normalised_and_its_errors_exact(
     with pytest.raises(InputError) as err:
         list_inputs([broken])
     assert str(err.value) == f"cannot read manifest {broken}: {why}"
+
+
+def test_a_part_written_before_the_precision_column_reads_as_fp32(tmp_path):
+    from charmcli.cluster.output import score_of
+
+    out = OutputDir.open(tmp_path / "out", create=True)
+    old = pa.table({"path": ["/old.jpg"], "status": ["ok"], "sha256": ["s"], "model": ["aadb"],
+                    "checkpoint_id": ["c"], "preprocess": ["max1024"], "score": [0.5],
+                    "written_at": pa.array([datetime.now(timezone.utc)], pa.timestamp("us", tz="UTC"))})  # fmt: skip
+    pq.write_table(old, out.join("part-old.parquet"))
+    table, warnings = out.read()
+    assert warnings == [] and table.column("precision").to_pylist() == [None]
+    assert score_of(table.to_pylist()[0]).precision == "fp32"
