@@ -203,7 +203,9 @@ def test_unreadable_parts_are_one_line_warnings_of_at_most_300_characters(tmp_pa
     prefix = f"skipped unreadable {bad}: "
     assert 200 < len(prefix) < 270  # so the 300-character cut falls inside pyarrow's reason
     (warning,) = warnings
-    assert warning.startswith(prefix + "Parquet magic bytes not found") and len(warning) == 300
+    assert len(warning) == 300 and warning.startswith(prefix)
+    # pyarrow's words, whichever reader it used, on one line
+    assert warning[len(prefix):].startswith(("Parquet magic bytes not found", "Could not open Parquet input source"))
     Path(out.join("_charm_job.json")).write_text("{not json")
     try:
         json.loads("{not json")
