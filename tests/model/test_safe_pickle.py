@@ -162,7 +162,7 @@ def test_stand_ins_are_one_inert_type_per_global_and_keep_what_the_pickle_gave()
 
 
 def test_payload_modules_match_by_their_first_dotted_part():
-    assert sp.is_payload("os.path", "join") and sp.is_payload("subprocess", "x")
+    assert sp.is_payload("os.path", "join") and sp.is_payload("subprocess", "x") and sp.is_payload("importlib.a.b", "x")
     assert not sp.is_payload("timm.os.path", "join") and not sp.is_payload("collections.os", "x")
 
 
@@ -185,4 +185,8 @@ def test_what_is_not_a_checkpoint_is_one_line(tmp_path):
     broken.write_bytes(bytes(data))
     with pytest.raises(CheckpointError) as err:
         sp.safe_unpickle(broken)
-    assert str(err.value).startswith("broken.pth: unreadable checkpoint (") and "\n" not in str(err.value)
+    try:  # what torch itself says about the file, with the standard unpickler
+        torch.load(broken, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        expected = f"broken.pth: unreadable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    assert str(err.value) == expected
