@@ -83,6 +83,7 @@ def test_the_python_api_page_followed_literally_scores_as_the_cli(cli, conforman
     assert code is not None
     snippet = code.group(1).replace('"photo.jpg"', repr(str(photo)))
     assert 'Scorer.from_pretrained("aadb")' in snippet
+    assert 'precision="auto"' in page  # the page says how to get the CLI's default number format
     scorer = Scorer.from_files(ckpt, pos, device="cpu")
     namespace: dict = {}
     real = Scorer.from_pretrained
@@ -92,7 +93,7 @@ def test_the_python_api_page_followed_literally_scores_as_the_cli(cli, conforman
     finally:
         Scorer.from_pretrained = real  # type: ignore[method-assign]
     result = cli("score", str(photo), "--checkpoint", str(ckpt), "--pos-embed", str(pos), "--device", "cpu",
-                 "--json", "--db", str(tmp_path / "charm.db"))  # fmt: skip
+                 "--precision", "fp32", "--json", "--db", str(tmp_path / "charm.db"))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     cli_score = json.loads(result.stdout.splitlines()[0])["score"]
     assert namespace["result"].score == cli_score

@@ -55,7 +55,7 @@ def test_cluster_score_resume_after_kill_and_import(cli, tmp_path):
         shutil.copy(PHOTOS / name, lib / Path(name).name)
     for name in BAD:
         shutil.copy(PHOTOS / "bad" / name, lib / name)
-    model = conformance_model_args()
+    model = conformance_model_args("--precision", "fp32")  # one number format: the paths must agree to 1e-5
     total = len(GOOD) + len(BAD)
 
     ref = cli("score", lib, *model, "--db", tmp_path / "ref.db", "--json")
