@@ -76,8 +76,17 @@ def _mutmut(folder: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the copy in mutants/ is the one imported
     # One thread per mutant: a child forked after torch started its OpenMP pool can hang forever.
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=folder, env=env, text=True,
-                          capture_output=True)  # fmt: skip
+    # mutmut's deliberately failing runs keep the suite's temporary tree (tests/conftest.py):
+    # give it one inside the scratch folder and drop it afterwards
+    tmp = folder / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    env["TMPDIR"] = str(tmp)
+    try:
+        return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=folder, env=env, text=True,
+                              capture_output=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _results(folder: Path, spec: dict) -> dict[str, str]:
