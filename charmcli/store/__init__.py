@@ -15,8 +15,6 @@ from charmcli.store.db import BUSY_TIMEOUT_S, Database, StoreError, default_db_p
 from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, migration
 from charmcli.store.rows import (
     META_COLUMNS,
-    PHOTO_COLUMNS,
-    SCORE_COLUMNS,
     DecisionRow,
     FailureCleared,
     FailureRow,
@@ -43,9 +41,7 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "META_COLUMNS",
     "MIGRATIONS",
-    "PHOTO_COLUMNS",
     "SCHEMA_VERSION",
-    "SCORE_COLUMNS",
     "BatchWriter",
     "Database",
     "DecisionRow",
