@@ -12,7 +12,7 @@ This package knows nothing of tensors, images or the CLI.
 """
 
 from charmcli.store.db import BUSY_TIMEOUT_S, Database, StoreError, default_db_path, from_db, now_iso, to_db
-from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, migration
+from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from charmcli.store.rows import (
     META_COLUMNS,
     DecisionRow,
@@ -68,7 +68,6 @@ __all__ = [
     "check_date",
     "default_db_path",
     "from_db",
-    "migration",
     "now_iso",
     "to_db",
 ]

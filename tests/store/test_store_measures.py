@@ -3,10 +3,9 @@ old database (schema 4, before the measures table) upgraded by the named migrati
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import sqlite_utils
+from old_schema import before, database_at
 
 from charmcli.store import MIGRATIONS, SCHEMA_VERSION, MeasuresRow, PhotoRow, ScoreRow, Store, TopFilter
 
@@ -40,11 +39,7 @@ def test_rankings_carry_the_latest_measures(tmp_path):
 
 
 def _schema_4(path: Path) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    for step in MIGRATIONS[:4]:
-        step.apply(db)
-    conn.execute("PRAGMA user_version = 4")
+    conn = database_at(path, before("m005_measures"))
     conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) "
                  "VALUES ('/lib/a.jpg', 1, 2, 'sa', 't', 't')")  # fmt: skip
     conn.execute("INSERT INTO scores (sha256, model, checkpoint_id, preprocess, score, outputs, scored_at) "

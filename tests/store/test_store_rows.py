@@ -5,15 +5,13 @@ old database (schema 2, as the earlier charm wrote it) upgraded by the named mig
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 from typing import get_args
 
 import pytest
-import sqlite_utils
+from old_schema import database_at
 
 from charmcli.store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     BatchWriter,
     DecisionRow,
@@ -126,11 +124,7 @@ def test_latest_scores_view_holds_each_contents_newest_score_per_model(store):
 
 def _old_database(path: Path) -> None:
     """Schema 2 exactly as the charm before the view and the column rename wrote it."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    for step in MIGRATIONS[:2]:
-        step.apply(db)
-    conn.execute("PRAGMA user_version = 2")
+    conn = database_at(path, 2)
     photo = ("INSERT INTO photos (path, size, mtime_ns, sha256, make, model, lens, date_taken, first_seen, last_seen) "
              "VALUES (?, 1, 2, ?, ?, ?, NULL, ?, 't', 't')")  # fmt: skip
     conn.execute(photo, ("/lib/a.jpg", "sa", "Canon", "Canon EOS R5", "2023-05-01T10:00:00"))

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from charmcli.store import MIGRATIONS, SCHEMA_VERSION, FailureRow, PhotoRow, ScoreRow, Store
+from charmcli.store import FailureRow, PhotoRow, ScoreRow, Store
 
 # Schema 1 as charm 0.1 wrote it with hand-written DDL (table-level UNIQUE constraints instead
 # of unique indexes): such files must keep working unchanged.
@@ -88,13 +88,6 @@ def store(request, tmp_path):
         conn.close()
     with Store(path) as s:
         yield s
-
-
-def test_migrations_are_named_steps():
-    names = [m.name for m in MIGRATIONS]
-    assert names[:4] == ["m001_initial", "m002_decisions", "m003_latest_scores", "m004_camera_model"]
-    assert all(name.startswith(f"m{i:03d}_") for i, name in enumerate(names, 1)), "numbered in order"
-    assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def test_both_schemas_upsert_by_their_keys(store):
