@@ -2,7 +2,7 @@
 upgrades to exactly the schema a new file gets; a step that fails leaves the file as it was.
 
 The old files are made by the first ``n`` steps themselves (``old_schema.database_at``), and, for
-schema 1, by the hand-written DDL an earlier charm used (``test_store_schema.HAND_WRITTEN_V1``),
+schema 1, by the hand-written DDL an earlier charm used (``old_schema.HAND_WRITTEN_V1``),
 which pins the first step independently of the code.
 """
 
@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import pytest
-from old_schema import database_at
-from test_store_schema import HAND_WRITTEN_V1
+from old_schema import database_at, hand_written_v1
 
 import charmcli.store.migrations as migrations
 from charmcli.store import (
@@ -120,13 +119,7 @@ def _loose(schema: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_hand_written_schema_1_file_upgrades_to_the_new_schema(tmp_path, new_schema):
     path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    for statement in HAND_WRITTEN_V1.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
+    hand_written_v1(path)
     made = tmp_path / "made.db"
     database_at(made, 1).close()
     assert _loose(_of(path)) == _loose(_of(made)), "the first step makes what the hand-written schema 1 was"
