@@ -105,14 +105,15 @@ def test_a_file_at_each_version_gets_the_missing_steps_once_in_order_and_the_new
 
 def _loose(schema: dict[str, Any]) -> dict[str, Any]:
     """A schema up to how a constraint is spelt: a hand-written ``UNIQUE`` column or table
-    constraint is an automatic index where sqlite-utils makes a named one, and a hand-written
-    text primary key says ``NOT NULL`` where sqlite-utils does not."""
+    constraint is an automatic index where sqlite-utils makes a named unique index (so unique
+    indexes are compared by their columns alone), and a hand-written text primary key says
+    ``NOT NULL`` where sqlite-utils does not."""
     loose = {}
     for name, entry in schema.items():
         if entry["kind"] == "index":
             continue
         columns = [(*c[:3], c[3] and not c[5], *c[4:]) for c in entry.get("columns", [])]
-        indexes = sorted((unique, columns) for _index, unique, columns in entry.get("indexes", []))
+        indexes = sorted(("" if unique else index, unique, columns) for index, unique, columns in entry.get("indexes", []))
         loose[name] = (entry["kind"], columns, indexes)
     return loose
 

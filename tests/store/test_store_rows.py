@@ -5,6 +5,7 @@ old database (schema 2, as the earlier charm wrote it) upgraded by the named mig
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import get_args
 
@@ -71,6 +72,42 @@ def test_every_write_row_type_has_its_statement_and_nothing_else_is_written(stor
     with pytest.raises(TypeError, match="does not write str"):  # SQL no longer crosses the border
         store.write([("DELETE FROM photos", ())])  # type: ignore[list-item]
     assert store.photo_by_path("/p/a.jpg") is None
+
+
+def _schema_columns(store: Store, table: str) -> list[str]:
+    return [row[1] for row in store.conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _unique_keys(store: Store, table: str) -> set[tuple[str, ...]]:
+    keys = {tuple(i.columns) for i in store.db[table].indexes if i.unique}
+    return keys | {tuple(store.db[table].pks)}
+
+
+@pytest.mark.parametrize("kind", SAMPLES, ids=lambda kind: kind.__name__)
+def test_each_statement_writes_the_columns_of_its_table_by_the_names_the_schema_gives_them(store, kind):
+    """An upsert inserts every column of its table but a generated ``id``, conflicts on a key the
+    table holds unique, and updates the rest (``photos`` keeps ``first_seen``); an UPDATE or DELETE
+    names its table and columns. Names as the schema spells them (SQLite would also take another
+    case, so only this check notices a name written differently from the schema's)."""
+    sql, params = statement(SAMPLES[kind], "2024-01-01T00:00:00")
+    tables = set(store.db.table_names())
+    if upsert := re.fullmatch(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([?, ]+)\) "
+                              r"ON CONFLICT\(([\w, ]+)\) DO UPDATE SET (.+)", sql):  # fmt: skip
+        table, columns, marks, key, updates = upsert.groups()
+        assert table in tables
+        written, key_columns = columns.split(", "), tuple(key.split(", "))
+        schema = [c for c in _schema_columns(store, table) if c != "id"]
+        assert sorted(written) == sorted(schema) and len(params) == len(written) == len(marks.split(", "))
+        assert key_columns in _unique_keys(store, table)
+        kept = {"first_seen"} if table == "photos" else set()
+        assert updates.split(", ") == [f"{c} = excluded.{c}" for c in written if c not in key_columns + tuple(kept)]
+    else:
+        target = re.fullmatch(r"(?:UPDATE (\w+) SET|DELETE FROM (\w+)) (.*)", sql)
+        assert target is not None, sql
+        table = target.group(1) or target.group(2)
+        assert table in tables
+        named = re.findall(r"(\w+) = \?", target.group(3))
+        assert named and set(named) <= set(_schema_columns(store, table)) and len(params) == len(named)
 
 
 def test_typed_rows_round_trip_through_the_store(store):
