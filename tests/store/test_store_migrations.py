@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import pytest
-from old_schema import database_at, hand_written_v1
+from old_schema import before, database_at, hand_written_v1
 
 import charmcli.store.migrations as migrations
 from charmcli.store import (
@@ -167,3 +167,31 @@ def test_each_column_has_the_type_and_nullability_its_typed_row_declares(table, 
         assert len(kinds) == 1 and sql_type == SQL_TYPES[kinds[0]], name
         nullable = type(None) in get_args(hint)
         assert (not nullable) == bool(not_null or pk), name
+
+
+def test_every_index_covers_columns_its_table_has(tmp_path):
+    """SQLite takes a double-quoted name it does not know as a string: an index "on" a misspelt
+    column is created without error and indexes a constant."""
+    with Store(tmp_path / "charm.db") as store:
+        for table in store.db.table_names():
+            columns = {c.name for c in store.db[table].columns}
+            for index in store.db[table].indexes:
+                named = [row[2] for row in store.conn.execute(f"PRAGMA index_info({index.name})")]
+                assert named and set(named) <= columns, (table, index.name, named)
+
+
+def test_rebuilding_scores_keeps_each_column_and_index_as_it_was_and_widens_the_key(tmp_path):
+    """m007 makes ``scores`` anew: every column keeps its type, NOT NULL and default, every index its
+    name and columns; only ``precision`` is added, to the table and to the unique key."""
+    path = tmp_path / "old.db"
+    conn = database_at(path, before("m007_score_precision"))
+    columns_before = {c[1]: c[2:] for c in conn.execute("PRAGMA table_xinfo(scores)")}
+    indexes_before = _schema(conn)["scores"]["indexes"]
+    conn.close()
+    Store(path).close()
+    after = _of(path)["scores"]
+    columns_after = {c[1]: c[2:] for c in after["columns"]}
+    assert columns_after.pop("precision") == ("TEXT", 1, "'fp32'", 0, 0)  # every earlier score was fp32
+    assert columns_after == columns_before
+    widened = [(name, unique, (*cols, "precision") if unique else cols) for name, unique, cols in indexes_before]
+    assert after["indexes"] == sorted(widened)
