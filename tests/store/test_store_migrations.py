@@ -23,6 +23,7 @@ from charmcli.store import (
     SCHEMA_VERSION,
     Migration,
     Store,
+    StoredCheckpoint,
     StoredDecision,
     StoredFailure,
     StoredPhoto,
@@ -151,7 +152,7 @@ SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL", bytes: "BLOB"}
 
 
 ROW_TYPES = {"photos": StoredPhoto, "scores": StoredScore, "failures": StoredFailure, "decisions": StoredDecision,
-             "tastes": StoredTaste}  # fmt: skip
+             "tastes": StoredTaste, "checkpoints": StoredCheckpoint}  # fmt: skip
 
 
 @pytest.mark.parametrize(("table", "row_type"), ROW_TYPES.items())
