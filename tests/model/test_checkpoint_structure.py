@@ -121,3 +121,8 @@ def test_a_recorded_head_count_that_does_not_divide_the_width_is_one_line(offici
 def test_a_state_without_a_part_the_shape_is_read_from_names_it(official, key):
     state = {k: v for k, v in map_official_state_dict(official).items() if k != key}
     assert _refused(infer_config, state) == f"checkpoint is not a Charm model (cannot find {key!r})"
+
+
+def test_a_state_without_any_block_names_the_first_it_lacks(official):
+    state = {k: v for k, v in map_official_state_dict(official).items() if not k.startswith("blocks.")}
+    assert _refused(infer_config, state) == "checkpoint is not a Charm model (cannot find 'blocks.0.mlp.fc1.weight')"
