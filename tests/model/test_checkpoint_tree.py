@@ -125,3 +125,20 @@ def test_the_multi_attribute_head_is_found_by_its_flag(tmp_path):
     head.sigmoid, head.tanh, head.multi = nn.Sigmoid(), nn.Tanh(), True
     cfg = _load(model, tmp_path)[1]
     assert (cfg.num_classes, cfg.activation, cfg.activation_source) == (12, "aadb-attributes", "checkpoint")
+
+
+@pytest.mark.parametrize("layout", ["state_dict", "bare_state_dict"])
+def test_a_file_of_weights_only_is_read_as_a_state_dict(tmp_path, layout):
+    """No module tree, so no recorded head: the weights load and the head is inferred (and says so)."""
+    model = build_official_model(dim=32, depth=1, heads=2, num_classes=3, activation="relu", authors=True)
+    state, cfg, _ = load_checkpoint(save_official(model, tmp_path / "m.pth", layout=layout))
+    _same(state, map_official_state_dict(model.state_dict()))
+    assert (cfg.activation, cfg.activation_source, cfg.heads) == ("softmax", "inferred", 1)
+
+
+def test_an_empty_model_entry_holds_no_model(tmp_path):
+    torch.save({"model_state_dict": {}, "epoch": 0}, tmp_path / "empty.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "empty.pth")
+    assert str(err.value) == (
+        "empty.pth: no Charm model inside (expected a 'model_state_dict' or 'model' entry)")
