@@ -126,3 +126,13 @@ def test_a_state_without_a_part_the_shape_is_read_from_names_it(official, key):
 def test_a_state_without_any_block_names_the_first_it_lacks(official):
     state = {k: v for k, v in map_official_state_dict(official).items() if not k.startswith("blocks.")}
     assert _refused(infer_config, state) == "checkpoint is not a Charm model (cannot find 'blocks.0.mlp.fc1.weight')"
+
+
+def test_the_number_of_scales_is_read_from_the_scale_embedding(official):
+    """The published models embed two scales; a file with three says so in its tensor."""
+    state = map_official_state_dict({**official, "patch_embeddings.se": torch.randn(1, 3, 32)})
+    cfg = infer_config(state)
+    assert (cfg.num_scales, cfg.dim) == (3, 32)
+    validate(state, cfg)
+    assert _refused(validate, {**state, "scale_embed": torch.zeros(2, 32)}, cfg) == (
+        "checkpoint parameter scale_embed has shape (2, 32), expected (3, 32)")
