@@ -459,7 +459,8 @@ class Pipeline:
         for handle in unknown:
             handle.identity()
 
-    def _key(self, sha256: str, index: int = 0) -> tuple[str, str, str, str, str]:
+    def _key(self, sha256: str, index: int) -> tuple[str, str, str, str, str]:
+        """The score key of this content for model ``index`` of the run."""
         handle = self.models[index]
         name, checkpoint_id = handle.identity()
         return sha256, name, checkpoint_id, self.options.preprocess, handle.precision().precision

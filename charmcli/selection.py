@@ -112,6 +112,12 @@ class Grouping:
         return find_groups(records, max_gap=self.gap, min_similarity=self.similarity, chain=self.chain)
 
 
+def liked(records: Sequence[PhotoRecord], tastes: Sequence[float | None]) -> list[PhotoRecord]:
+    """``records`` scored by a taste's predictions, so that a burst's pick is the frame the taste
+    likes best; a photo it cannot judge (None) is picked only where no frame can be judged."""
+    return [dataclasses.replace(r, score=v) for r, v in zip(records, tastes, strict=True)]
+
+
 @dataclass
 class Query:
     """What to select and what to attach: the one description ``top``, the cull commands and the desk build.
@@ -198,10 +204,7 @@ def select(store: Store, query: Query) -> Selection:
     keep = None
     if query.best_of_group is not None:
         every = _existing(_flagged(store.iter_ranked(flt, embeddings=True), query), Selection(model, precision))
-        records = every.records
-        if taste is not None:  # the burst's pick is the frame the taste likes best
-            liked = _tasted(store, taste, every.rows)
-            records = [dataclasses.replace(r, score=v) for r, v in zip(records, liked, strict=True)]
+        records = every.records if taste is None else liked(every.records, _tasted(store, taste, every.rows))
         keep = {g.best.id for g in query.best_of_group.groups(records)}
     sel = Selection(model, precision, others)
     rows = _flagged(store.iter_ranked(flt, embeddings=query.embeddings or keep is not None), query)

@@ -9,7 +9,6 @@ model or imports torch: culling runs on stored scores and embeddings.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from collections.abc import Hashable, Sequence
@@ -61,7 +60,7 @@ from charmcli.cull.groups import (
 )
 from charmcli.cull.ratings import DEFAULT_BEST_LABEL, DEFAULT_STAR_THRESHOLDS
 from charmcli.library.scan import display_path
-from charmcli.selection import Grouping, Query, Selection, select, unscored_model
+from charmcli.selection import Grouping, Query, Selection, liked, select, unscored_model
 from charmcli.store import Store
 from charmcli.taste.learn import DEFAULT_TASTE
 
@@ -350,9 +349,8 @@ def rate(
     with open_db(db) as store:
         sel = load_selection(store, model, paths, flag_args, taste_name if taste else None)
     records = sel.records
-    ranked = records  # what the stars and the burst's pick follow: the score, or the taste
-    if taste:
-        ranked = [dataclasses.replace(r, score=row["taste"]) for r, row in zip(records, sel.rows, strict=True)]
+    # what the stars and the burst's pick follow: the score, or the taste
+    ranked = liked(records, [row["taste"] for row in sel.rows]) if taste else records
     best = best_of_group_flags(_groups_of(ranked, gap, similarity, chain)) if label and records else None
     flagged = {r.id for r, row in zip(records, sel.rows, strict=True) if row["flags"]}
     plans = plan_ratings({r.id: r.score for r in ranked}, thresholds=cuts, reject_below=reject_below,  # type: ignore[misc]

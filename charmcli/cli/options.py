@@ -47,12 +47,25 @@ _TRAILING = re.compile(r"(?:\x1b\[[0-9;]*m)*(?: (?:\x1b\[[0-9;]*m)*)+(?=\n|$)")
 _STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class _Console(Console):
-    """A rich console whose lines end without spaces: rich pads every cell of a table to its
-    column's width (the last one too) and keeps the space where it wraps a line."""
+class _LineEndsTrimmed:
+    """A text stream whose lines end without spaces: rich pads every cell of a table to its
+    column's width (the last one too) and keeps the space where it wraps a line. Rich writes each
+    print's whole rendering in one ``write``; everything else (``isatty``, ``encoding``,
+    ``fileno``) is the stream's own, so rich sees the terminal it would have seen."""
 
-    def _render_buffer(self, buffer: Any) -> str:
-        return _TRAILING.sub(lambda m: "".join(_STYLE.findall(m.group())), super()._render_buffer(buffer))
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_TRAILING.sub(lambda m: "".join(_STYLE.findall(m.group())), text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _console(stream: Any) -> Console:
+    return Console(file=_LineEndsTrimmed(stream), highlight=False)
 
 
 def err() -> Console:
@@ -62,7 +75,7 @@ def err() -> Console:
     In a terminal a long message wraps between words at its width (the terminal itself would cut
     words in two); written to a file or a pipe, every message stays one line, for grep.
     """
-    console = _Console(file=sys.stderr, highlight=False)
+    console = _console(sys.stderr)
     console.soft_wrap = not console.is_terminal
     return console
 
@@ -73,7 +86,7 @@ def out() -> Console:
     Fitted to the terminal, or to ``COLUMNS``; a pipe or a file without ``COLUMNS`` has no width,
     so nothing is shortened or left out there (see :func:`table_width`).
     """
-    console = _Console(file=sys.stdout, highlight=False)
+    console = _console(sys.stdout)
     if table_width(console) is None:
         console.width = 1 << 16
     return console

@@ -36,9 +36,6 @@ TEMP_PREFIX = ".tmp-"
 JOB_FILE = "_charm_job.json"
 RESUME_COLUMNS = ("path", "sha256", "status")
 
-#: EXIF columns, named as the store names them (``camera_model``: ``model`` is the scoring model).
-EXIF_FIELDS = {c: c for c in META_COLUMNS}
-
 _EXIF_TYPES = {"focal_length": pa.float64(), "f_number": pa.float64(), "exposure_time": pa.float64(),
                "iso": pa.int32(), "orientation": pa.int32()}  # fmt: skip
 
@@ -68,7 +65,8 @@ SCHEMA = pa.schema(
         pa.field("embedding", pa.binary()),  # float16 little-endian CLS vector (what `groups` uses)
         pa.field("head_input", pa.binary()),  # float16 input of the head (Charm: [CLS, mean of patches])
         pa.field("format", pa.string()),
-        *(pa.field(name, _EXIF_TYPES.get(c, pa.string())) for c, name in EXIF_FIELDS.items()),
+        # EXIF, named as the store names it (``camera_model``: ``model`` is the scoring model)
+        *(pa.field(c, _EXIF_TYPES.get(c, pa.string())) for c in META_COLUMNS),
         pa.field("warnings", pa.list_(pa.string())),
         pa.field("seconds", pa.float64()),  # network time (share of its batch)
         pa.field("charm_version", pa.string()),
@@ -84,7 +82,7 @@ COLUMNS = tuple(SCHEMA.names)
 
 def photo_columns(photo: PhotoRow) -> dict[str, Any]:
     """A photo row's columns: displayed size, format and EXIF (path/sha256/size/mtime are the row's own)."""
-    exif = {name: photo.meta.get(c) for c, name in EXIF_FIELDS.items()}
+    exif = {c: photo.meta.get(c) for c in META_COLUMNS}
     return {"width": photo.width, "height": photo.height, "format": photo.format, **exif}
 
 
@@ -92,7 +90,7 @@ def photo_of(row: dict[str, Any]) -> PhotoRow:
     """The photo row an ``ok`` row describes."""
     return PhotoRow(
         row["path"], row.get("size") or 0, row.get("mtime_ns") or 0, row["sha256"], row.get("width"),
-        row.get("height"), row.get("format"), {c: row.get(name) for c, name in EXIF_FIELDS.items()},
+        row.get("height"), row.get("format"), {c: row.get(c) for c in META_COLUMNS},
     )  # fmt: skip
 
 

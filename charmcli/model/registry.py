@@ -207,17 +207,20 @@ def hub_reason(exc: BaseException, limit: int = 160) -> str:
     return first
 
 
+def _cached_or_download(filename: str) -> Path:
+    """A hub file from the cache, else downloaded; ``OSError(reason)`` when neither can be."""
+    local = cached_file(filename)
+    return local if local is not None else _download(filename)
+
+
 def fetch(filename: str, model: str, *, downloading: bool = False) -> Path:
     """A hub file's local path: from the cache, else downloaded; one-line error if impossible.
 
     ``downloading`` is set by ``charm models download``, whose message must not suggest running
     that very command again.
     """
-    local = cached_file(filename)
-    if local is not None:
-        return local
     try:
-        return _download(filename)
+        return _cached_or_download(filename)
     except OSError as exc:
         where = f"{filename} from {HUB_REPO}, which is not in the hub cache ({hub_cache_dir()}), and {exc}"
         spec = MODELS.get(model)
@@ -243,11 +246,8 @@ def position_table_for(width: int, fallback: str) -> str:
 def fetch_position_table(filename: str, model: str) -> Path:
     """The position table for ``--checkpoint`` given without ``--pos-embed``: from the hub cache,
     else downloaded; the error names the file and the two ways to provide it."""
-    local = cached_file(filename)
-    if local is not None:
-        return local
     try:
-        return _download(filename)
+        return _cached_or_download(filename)
     except OSError as exc:
         raise ModelUnavailableError(
             f"the checkpoint needs the position table {filename}, which is not in the hub cache, and {exc}; "

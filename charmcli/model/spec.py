@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+#: Each training set's rating scale, as charm reports its scores; one entry per set, because both
+#: families have models trained on AVA and TAD66K.
+SCALES = {"aadb": "0..1", "tad66k": "1..10", "para": "1..5", "baid": "0..10", "spaq": "0..100",
+          "koniq10k": "0..5", "ava": "1..10"}  # fmt: skip
+#: AVA's grades, the support of its distribution heads (the official mean_score's arange)
+AVA_GRADES = tuple(float(i) for i in range(1, 11))
+
 
 @dataclass(frozen=True)
 class ModelFiles:

@@ -33,7 +33,7 @@ from charmcli.cull.report import camera_name
 from charmcli.cull.xmp import SidecarStyle, XmpError, apply_ratings, rating_number, read_sidecar, sidecar_path
 from charmcli.flags import DEFAULT_LIMITS, FLAG_NAMES, Limits, parse_names
 from charmcli.library.scan import display_path
-from charmcli.selection import Grouping, Query, select
+from charmcli.selection import Grouping, Query, liked, select
 from charmcli.store import Store, check_date
 from charmcli.taste.learn import TasteError
 
@@ -156,12 +156,14 @@ class Desk:
         version = self.store.data_version()
         sel = select(self.store, self._query())
         rows, missing = sel.rows, sel.missing
+        tasted = self._tasted()
+        # with a taste, a burst's best frame is the one it likes best, as in `rate` and `top`
+        records = liked(sel.records, [tasted.get(r.id) for r in sel.records]) if self.taste else sel.records
         try:
-            groups = Grouping(self.gap, self.similarity, self.chain).groups(sel.records)
+            groups = Grouping(self.gap, self.similarity, self.chain).groups(records)
         except ValueError as exc:  # embeddings of different sizes: mixed checkpoints under one name
             raise DeskError(str(exc), 500) from None
         where = {m.id: (g, pos) for g in groups for pos, m in enumerate(g.members)}
-        tasted = self._tasted()
         entries: dict[int, dict[str, Any]] = {}
         order: list[int] = []
         for row in rows:

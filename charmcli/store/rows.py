@@ -3,7 +3,7 @@ filter rankings take.
 
 A write is one of the dataclasses (:data:`WriteRow`); the store alone turns it into SQL
 (:mod:`.writes`). A read returns a ``TypedDict`` (:class:`StoredPhoto`, :class:`StoredScore`,
-:class:`StoredFailure`, :class:`StoredDecision`, :class:`RankedPhoto`): plain dicts at run time,
+:class:`StoredFailure`, :class:`StoredDecision`, :class:`StoredCheckpoint`, :class:`RankedPhoto`, …): plain dicts at run time,
 typed keys for a reader and a type checker; ``tests/store`` checks them against the schema, so a
 migration that adds a column adds it here too. Nothing here knows tensors or files: embeddings
 arrive as float16 bytes.
@@ -249,6 +249,55 @@ class StoredTaste(TypedDict):
     ratings: int
     method: str
     learned_at: str
+
+
+class StoredCheckpoint(TypedDict):
+    """A ``checkpoints`` row: what a checkpoint file hashed to, so a cached run needs no hash."""
+
+    source: str  #: ``file:/abs/path`` or ``hub:NAME``
+    file: str
+    size: int
+    mtime_ns: int
+    checkpoint_id: str
+    model: str  #: the scoring model
+    seen_at: str
+
+
+class ModelStats(TypedDict):
+    """One scoring model's line in :class:`Stats`."""
+
+    model: str
+    contents: int  #: distinct contents scored
+    checkpoints: int
+    preprocess_policies: int
+    photos: int  #: photos (paths) whose content it scored
+    mean_score: float
+    min_score: float
+    max_score: float
+    last_scored: str
+
+
+class ListedFailure(TypedDict):
+    """A failure as ``charm stats`` lists it."""
+
+    path: str
+    reason: str
+    kind: str | None
+    size: int | None
+    mtime_ns: int | None
+    failed_at: str
+
+
+class Stats(TypedDict):
+    """What the database holds (``charm stats``, ``--json`` as is)."""
+
+    db: str
+    schema_version: int
+    photos: int
+    unique_content: int  #: distinct contents among the photos
+    scores: int
+    models: list[ModelStats]
+    failures: list[ListedFailure]
 
 
 class RankedPhoto(StoredPhoto):

@@ -21,7 +21,11 @@ from typing import Any, cast
 from charmcli.store.db import Database, db_params, db_row, from_db, now_iso, to_db
 from charmcli.store.rows import (
     DecisionRow,
+    ListedFailure,
+    ModelStats,
     RankedPhoto,
+    Stats,
+    StoredCheckpoint,
     StoredDecision,
     StoredFailure,
     StoredPhoto,
@@ -87,7 +91,7 @@ class Store(Database):
 
     # -- checkpoint identity memo ------------------------------------------------------------
 
-    def recall_checkpoint(self, source: str) -> dict[str, Any] | None:
+    def recall_checkpoint(self, source: str) -> StoredCheckpoint | None:
         """The memo for ``source`` if its file is still there with the same size and mtime."""
         row = self.one("SELECT * FROM checkpoints WHERE source = ?", (source,))
         if row is None:
@@ -98,7 +102,7 @@ class Store(Database):
             return None
         if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
             return None
-        return row
+        return cast("StoredCheckpoint", row)
 
     def checkpoint_ids(self, model: str) -> list[str]:
         """Every checkpoint the memo has seen for ``model`` (whatever its source), oldest first."""
@@ -227,12 +231,12 @@ class Store(Database):
         )
         return [(r["precision"], r["n"]) for r in rows]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         """Counts for ``charm stats``."""
         with self.lock:
             return self._stats()
 
-    def _stats(self) -> dict[str, Any]:
+    def _stats(self) -> Stats:
         photos = self.one("SELECT COUNT(*) AS n, COUNT(DISTINCT sha256) AS unique_content FROM photos") or {}
         per_model = self.all(
             """
@@ -246,15 +250,15 @@ class Store(Database):
             FROM scores s GROUP BY s.model ORDER BY s.model
             """
         )
-        failures = self.all("SELECT path, reason, kind, size, mtime_ns, failed_at FROM failures ORDER BY path")
+        failures = self.all(f"SELECT {', '.join(ListedFailure.__annotations__)} FROM failures ORDER BY path")
         return {
             "db": str(self.path),
             "schema_version": self.version,
             "photos": photos.get("n", 0),
             "unique_content": photos.get("unique_content", 0),
             "scores": self.db["scores"].count,
-            "models": per_model,
-            "failures": failures,
+            "models": cast("list[ModelStats]", per_model),
+            "failures": cast("list[ListedFailure]", failures),
         }
 
     def stale_rows(self, under: Sequence[str] = ()) -> tuple[list[str], list[str]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from cli_helpers import make_photo
 import charmcli.pipeline as pipeline_mod
 import charmcli.work as work_mod
 from charmcli.library.scan import SUPPORTED_EXTENSIONS
+from charmcli.pipeline import FileEvent
 from charmcli.store import Store
 
 SCORE_KEYS = {"path", "status", "score", "model", "error", "width", "height", "warnings", "sha256", "reused", "known_failure",
@@ -32,6 +35,28 @@ def forbid(monkeypatch, *names: str) -> None:
 
     for name in names:
         monkeypatch.setattr(work_mod, name, boom)
+
+
+def record_events(monkeypatch) -> list[list[FileEvent]]:
+    """The events each ``charm score`` run rendered (copies), one list per run, in order."""
+    runs: list[list[FileEvent]] = []
+    real = pipeline_mod.Pipeline.run
+
+    def recording(self, paths):
+        runs.append(seen := [])
+        for event in real(self, paths):
+            seen.append(copy.deepcopy(event))
+            yield event
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "run", recording)
+    return runs
+
+
+def event_fields(*but: str) -> list[str]:
+    """Every field of a :class:`FileEvent` except ``but``: a field added later is compared too."""
+    names = [f.name for f in fields(FileEvent)]
+    assert set(but) <= set(names)
+    return [n for n in names if n not in but]
 
 
 def test_first_run_scores_everything_and_json_has_the_contract_shape(cli, library, model_args):
@@ -58,6 +83,21 @@ def test_second_run_is_all_cached_without_reading_any_file(cli, library, model_a
     assert [e["status"] for e in second] == ["cached"] * 8
     assert [e["score"] for e in second] == [e["score"] for e in first]
     assert not any(e["reused"] for e in second)
+
+
+def test_a_cached_event_carries_what_the_first_run_found(cli, library, model_args, monkeypatch):
+    """A file found unchanged by path is not opened, yet its event (the JSON line, what a front end
+    renders) says all that the scoring run said: size, content hash, every score, the measures."""
+    runs = record_events(monkeypatch)
+    for _ in range(2):
+        assert cli("score", library, *model_args, *SMALL, "--quiet").exit_code == 0
+    first, second = runs
+    assert [e.status for e in first] == ["scored"] * 8 and [e.status for e in second] == ["cached"] * 8
+    # the comparison compares something: no field of the scoring run is empty
+    assert all(e.width and e.height and e.sha256 and e.scores and e.measures for e in first)
+    same = event_fields("status")
+    for scored, cached in zip(first, second, strict=True):
+        assert {n: getattr(cached, n) for n in same} == {n: getattr(scored, n) for n in same}, scored.path
 
 
 def test_cached_run_needs_no_model_load(cli, library, model_args, monkeypatch):
@@ -184,6 +224,19 @@ def test_bad_files_one_line_each_run_continues_exit_1_and_stats_lists_them(cli, 
     assert fixed["empty.jpg"]["status"] == "scored"
     stats = json.loads(cli("stats", "--json").stdout)
     assert "empty.jpg" not in {Path(f["path"]).name for f in stats["failures"]}
+
+
+def test_a_known_failure_carries_the_first_runs_reason_and_hash(cli, bad_folder, model_args, monkeypatch):
+    """An unchanged bad file is not read again; its event repeats the recorded reason and content hash."""
+    runs = record_events(monkeypatch)
+    assert cli("score", bad_folder, *model_args, *SMALL, "--quiet").exit_code == 1
+    assert cli("score", bad_folder, *model_args, *SMALL, "--quiet").exit_code == 0
+    first, second = ({e.path: e for e in run if e.status == "error"} for run in runs)
+    assert list(second) == list(first) and all(e.known_failure for e in second.values())
+    assert any(e.sha256 for e in first.values()) and all(e.error for e in first.values())
+    same = event_fields("known_failure")
+    for path, failed in first.items():
+        assert {n: getattr(second[path], n) for n in same} == {n: getattr(failed, n) for n in same}, path
 
 
 def test_missing_path_is_a_one_line_usage_error(cli, tmp_path, model_args):

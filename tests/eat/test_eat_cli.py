@@ -137,7 +137,8 @@ def test_models_lists_both_families(cli, eat_models_dir):
     assert rows["eat-ava"]["family"] == rows["eat-tad66k"]["family"] == "eat"
     assert rows["aadb"]["family"] == "charm"
     assert rows["eat-ava"]["cached"] is True and rows["eat-ava"]["file"] == AVA_FILE
-    assert rows["eat-tad66k"]["scale"] == "0..10"
+    # one training set, one scale, whichever family learned it
+    assert rows["eat-tad66k"]["scale"] == rows["tad66k"]["scale"] and rows["eat-ava"]["scale"] == rows["ava"]["scale"]
 
 
 def _count_decodes(monkeypatch) -> list[str]:
@@ -205,6 +206,23 @@ def test_a_partly_cached_multi_model_run_scores_only_what_is_missing(
     third = cli("score", small_library, "-m", "eat-ava", "-m", "eat-tad66k", "--arch-config", config,
                 "--device", "cpu", "--json")  # fmt: skip
     assert {e["status"] for e in events(third)} == {"cached"}
+
+
+def test_a_cached_multi_model_run_keeps_each_models_score(cli, tmp_path, hub_with_small_charm, small_library):
+    """Two models of one family and preprocessing: a second run, all cached without opening a file,
+    gives each model back its own score and the first run's line whole."""
+    run = ["score", small_library, "-m", "aadb", "-m", "para", "--device", "cpu", "--json"]
+    first = cli(*run)
+    assert first.exit_code == 0, first.stderr
+    scored = events(first)
+    assert all(e["status"] == "scored" and set(e["scores"]) == {"aadb", "para"} for e in scored)
+    assert all(e["scores"]["aadb"] != e["scores"]["para"] for e in scored)  # two models, told apart
+    again = cli(*run)
+    assert again.exit_code == 0, again.stderr
+    cached = events(again)
+    assert [e["status"] for e in cached] == ["cached"] * len(scored)
+    for before, after in zip(scored, cached, strict=True):
+        assert {**after, "status": "scored"} == before, before["path"]
 
 
 def test_equal_preprocessing_is_prepared_once(cli, tmp_path, monkeypatch, eat_models_dir, small_library):

@@ -71,3 +71,29 @@ def test_a_burst_has_one_number_in_groups_the_sheet_and_the_desk(serve, library,
     assert cli("report", library, "-o", group_sheet, "--layout", "groups").exit_code == 0
     assert re.findall(r"group (\d+) · 2 frames", (top_sheet / "index.html").read_text()) == [str(number)] * 2
     assert re.findall(r"Group (\d+) <span>", (group_sheet / "index.html").read_text()) == [str(number)]
+
+
+def test_with_a_taste_the_desk_marks_the_burst_frame_the_taste_likes_best(serve, library, cli, _private_db):
+    """`charm review --taste`: the best-of-burst mark follows the taste, as `top` and `rate` do."""
+    import numpy as np
+
+    from charmcli.store import TasteRow
+    from charmcli.taste.model import TasteModel
+
+    with Store(_private_db) as store:
+        (checkpoint,) = {r["checkpoint_id"] for r in store.all("SELECT checkpoint_id FROM latest_scores")}
+        contrary = TasteModel(method="ridge", strength=1.0, layout=[(f"score:aadb:{checkpoint}", 1)],
+                              weights=np.array([-1.0], dtype=np.float32), bias=3.0, n_ratings=20)  # fmt: skip
+        store.write([TasteRow("mine", contrary.to_bytes(), 20, "ridge")])
+    [burst] = json.loads(cli("groups", library, "--json").stdout)
+    members = {m["path"]: m["score"] for m in burst["members"]}
+    assert len(set(members.values())) == len(members) > 1  # the score and the taste disagree on a pick
+
+    def marked(**options) -> str:
+        listed = json.loads(serve([library], **options).request("GET", "/api/photos", token="header")[2])
+        [best] = [p["path"] for p in listed if p["best"]]
+        assert best in members
+        return best
+
+    assert marked() == burst["best"] == max(members, key=members.__getitem__)
+    assert marked(taste="mine") == min(members, key=members.__getitem__)  # the taste likes low scores

@@ -19,13 +19,17 @@ from charmcli.store import (
     DecisionRow,
     FailureCleared,
     FailureRow,
+    ListedFailure,
     MeasuresRow,
+    ModelStats,
     PhotoDropped,
     PhotoRow,
     PhotoSeen,
     RankedPhoto,
     ScoreRow,
+    Stats,
     Store,
+    StoredCheckpoint,
     StoredDecision,
     StoredFailure,
     StoredPhoto,
@@ -174,6 +178,7 @@ def test_the_typed_rows_out_name_exactly_the_columns_the_schema_has(store, tmp_p
     assert set(StoredFailure.__annotations__) == columns("failures")
     assert set(StoredDecision.__annotations__) == columns("decisions")
     assert set(StoredTaste.__annotations__) == columns("tastes")
+    assert set(StoredCheckpoint.__annotations__) == columns("checkpoints")
     real = tmp_path / "a.jpg"
     real.write_bytes(b"x")
     store.write([PhotoRow(str(real), 1, 1, "sa"), _score("sa", 0.5)])
@@ -182,3 +187,10 @@ def test_the_typed_rows_out_name_exactly_the_columns_the_schema_has(store, tmp_p
         assert set(ranked) == set(RankedPhoto.__annotations__)
     [selected] = select(store, Query(model="aadb")).rows
     assert set(selected) == set(SelectedPhoto.__annotations__)
+    store.write([FailureRow("/p/bad.jpg", "truncated", "decode")])
+    stats = store.stats()
+    assert set(stats) == set(Stats.__annotations__)
+    [model] = stats["models"]
+    assert set(model) == set(ModelStats.__annotations__)
+    [failure] = stats["failures"]
+    assert set(failure) == set(ListedFailure.__annotations__) <= columns("failures")

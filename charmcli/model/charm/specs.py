@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from charmcli.model.charm.activations import AADB_ATTRIBUTES
-from charmcli.model.spec import ModelFiles, ModelSpec
+from charmcli.model.spec import AVA_GRADES, SCALES, ModelFiles, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -61,22 +61,21 @@ class CharmSpec(ModelSpec):
 
 # score grades of the distribution heads, as the official mean_score (arange in float32)
 _PARA = tuple(1.0 + 0.5 * i for i in range(9))  # 1.0, 1.5, …, 5.0
-_AVA = tuple(float(i) for i in range(1, 11))  # 1 … 10
 
 SPECS: list[CharmSpec] = [
-    CharmSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..1",
+    CharmSpec("aadb", "aadb_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, SCALES["aadb"],
               factor=1.0, head_basis="code", description="AADB: aesthetic attributes, photography-oriented"),
-    CharmSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, "1..10",
+    CharmSpec("tad66k", "tad66k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 769, 1, SCALES["tad66k"],
               factor=10.0, head="relu", head_basis="inferred", description="TAD66K: theme-aware aesthetics"),
-    CharmSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, "1..5",
+    CharmSpec("para", "para_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 9, SCALES["para"],
               grades=_PARA, resize_max_side=1024, head="softmax", head_basis="code",
               description="PARA: personalised aesthetics, score distribution 1..5"),
-    CharmSpec("baid", "baid_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..10",
+    CharmSpec("baid", "baid_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, SCALES["baid"],
               factor=10.0, description="BAID: artistic images"),
-    CharmSpec("spaq", "spaq_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, "0..100",
+    CharmSpec("spaq", "spaq_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1, SCALES["spaq"],
               factor=100.0, resize_max_side=1024, description="SPAQ: smartphone photo quality"),
     CharmSpec("koniq10k", "koniq10k_charm.pth", "dino_small_pos.pt", "vit_small_patch14_dinov2", 1025, 1,
-              "0..5", factor=5.0, description="KonIQ-10k: technical image quality"),
-    CharmSpec("ava", "Ava_large_charm.pth", "dino_large.pt", "vit_large_patch14_dinov2", 513, 10, "1..10",
-              grades=_AVA, head="softmax", head_basis="code", description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
+              SCALES["koniq10k"], factor=5.0, description="KonIQ-10k: technical image quality"),
+    CharmSpec("ava", "Ava_large_charm.pth", "dino_large.pt", "vit_large_patch14_dinov2", 513, 10, SCALES["ava"],
+              grades=AVA_GRADES, head="softmax", head_basis="code", description="AVA: aesthetics, DINOv2-large, distribution 1..10"),
 ]  # fmt: skip

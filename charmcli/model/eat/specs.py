@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from charmcli.model.spec import ModelFiles, ModelSpec
+from charmcli.model.spec import AVA_GRADES, SCALES, ModelFiles, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,13 @@ class EatSpec(ModelSpec):
         return ModelFiles(self, weights, arch_config=arch_config, name_given=name_given)
 
 
-_AVA = tuple(float(i) for i in range(1, 11))  # 1 … 10
 
 # the file names the authors publish on their drive; no position table
 SPECS: list[EatSpec] = [
-    EatSpec("eat-ava", "AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth", "", "dat_base", 0, 10, "1..10",
-            grades=_AVA, resample="bicubic", head="identity", head_basis="code",
+    EatSpec("eat-ava", "AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth", "", "dat_base", 0, 10, SCALES["ava"],
+            grades=AVA_GRADES, resample="bicubic", head="identity", head_basis="code",
             description="EAT, AVA: aesthetics, deformable attention at 224 px, distribution 1..10"),
     EatSpec("eat-tad66k", "TAD66K_AOT_vacc_0.6882_srcc_0.5171_vlcc_0.5460.pth", "", "dat_base", 0, 1,
-            "0..10", factor=10.0, resample="bilinear", head="identity", head_basis="code",
+            SCALES["tad66k"], factor=10.0, resample="bilinear", head="identity", head_basis="code",
             description="EAT, TAD66K: theme-aware aesthetics, deformable attention at 224 px"),
 ]  # fmt: skip
