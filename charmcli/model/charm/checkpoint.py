@@ -201,8 +201,8 @@ def infer_config(state: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | N
     hints = dict(hints or {})
     try:
         dim = int(state["cls_token"].shape[-1])
+        mlp_hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])  # first: no blocks at all names it
         depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
-        mlp_hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
         num_classes = int(state["head.weight"].shape[0])
         num_scales = int(state["scale_embed"].shape[0])
     except (KeyError, ValueError, IndexError) as exc:
