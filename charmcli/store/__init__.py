@@ -12,11 +12,9 @@ This package knows nothing of tensors, images or the CLI.
 """
 
 from charmcli.store.db import BUSY_TIMEOUT_S, Database, StoreError, default_db_path, from_db, now_iso, to_db
-from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, migration
+from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from charmcli.store.rows import (
     META_COLUMNS,
-    PHOTO_COLUMNS,
-    SCORE_COLUMNS,
     DecisionRow,
     FailureCleared,
     FailureRow,
@@ -47,9 +45,7 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "META_COLUMNS",
     "MIGRATIONS",
-    "PHOTO_COLUMNS",
     "SCHEMA_VERSION",
-    "SCORE_COLUMNS",
     "BatchWriter",
     "Database",
     "DecisionRow",
@@ -80,7 +76,6 @@ __all__ = [
     "check_date",
     "default_db_path",
     "from_db",
-    "migration",
     "now_iso",
     "to_db",
 ]

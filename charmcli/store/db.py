@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlite_utils
 
-from charmcli.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from charmcli.store.migrations import SCHEMA_VERSION, upgrade
 
 #: Seconds a write waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -158,10 +158,8 @@ class Database:
                         f"{SCHEMA_VERSION}); upgrade charm or use another --db"
                     )
                 return
-            with self.transaction():
-                while (current := self.version) < SCHEMA_VERSION:
-                    MIGRATIONS[current].apply(self.db)
-                    self.conn.execute(f"PRAGMA user_version = {current + 1}")
+            with self.transaction():  # the version is read again under the lock: two first runs agree
+                upgrade(self.db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot use database {self.path}: {exc}") from None
 

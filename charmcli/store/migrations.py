@@ -1,10 +1,14 @@
 """The schema, as an ordered list of named steps (simonw/llm's ``migrations.py`` style).
 
-Adding a schema change = appending one function decorated with :func:`migration` at the end of
-this file. A database whose ``PRAGMA user_version`` is ``i`` gets steps ``i …`` applied in order,
-inside one ``BEGIN IMMEDIATE`` (so two first runs agree). Tables and indexes are created with
-sqlite-utils; a step must never COMMIT (``executescript`` would), and a step, once released,
-never changes: old files are upgraded by the steps that follow it.
+Adding a schema change = writing one function ``mNNN_what`` above the end of this file and
+appending it to :data:`MIGRATIONS`. A database whose ``PRAGMA user_version`` is ``i`` gets steps
+``i …`` applied in order by :func:`upgrade`, inside the caller's ``BEGIN IMMEDIATE`` (so two first
+runs agree). Tables and indexes are created with sqlite-utils; a step must never COMMIT
+(``executescript`` would), and a step, once released, never changes: old files are upgraded by
+the steps that follow it. A step may assume exactly the schema the steps before it made.
+
+The steps are plain functions listed in one tuple, not registered by a decorator: the order is
+read in one place, and mutation testing (docs/mutation.md) reaches the steps' bodies.
 """
 
 from __future__ import annotations
@@ -23,19 +27,6 @@ class Migration:
     apply: Callable[[sqlite_utils.Database], None]
 
 
-#: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
-MIGRATIONS: list[Migration] = []
-
-MigrationFn = Callable[[sqlite_utils.Database], None]
-
-
-def migration(fn: MigrationFn) -> MigrationFn:
-    """Append ``fn`` to :data:`MIGRATIONS` (definition order is schema order)."""
-    MIGRATIONS.append(Migration(fn.__name__, fn))
-    return fn
-
-
-@migration
 def m001_initial(db: sqlite_utils.Database) -> None:
     """photos (a path as last read), scores (by content), failures, and the checkpoint memo."""
     photos = db.create_table(
@@ -101,7 +92,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
 
 
-@migration
 def m002_decisions(db: sqlite_utils.Database) -> None:
     """The rating and label charm last wrote to each photo's XMP sidecar (review, rate).
 
@@ -123,7 +113,6 @@ def m002_decisions(db: sqlite_utils.Database) -> None:
     )
 
 
-@migration
 def m003_latest_scores(db: sqlite_utils.Database) -> None:
     """``latest_scores``: each content's latest score per scoring model, the one every listing ranks.
 
@@ -145,13 +134,11 @@ def m003_latest_scores(db: sqlite_utils.Database) -> None:
     )
 
 
-@migration
 def m004_camera_model(db: sqlite_utils.Database) -> None:
     """``photos.model`` → ``photos.camera_model``: ``model`` is the scoring model everywhere else."""
     db.execute("ALTER TABLE photos RENAME COLUMN model TO camera_model")
 
 
-@migration
 def m005_measures(db: sqlite_utils.Database) -> None:
     """``measures``: a photo content's technical measures (focus, motion, exposure, faces).
 
@@ -168,19 +155,16 @@ def m005_measures(db: sqlite_utils.Database) -> None:
     )
 
 
-@migration
 def m006_taste(db: sqlite_utils.Database) -> None:
     """What a learned taste needs: each score's whole head input, and the tastes themselves.
 
     ``scores.head_input`` (float16; Charm: ``[CLS, mean of patch tokens]``) is what a model fitted
     on top of the network reads; rows scored before this step have none until ``charm score``
     scores the photo again. ``latest_scores`` is re-made to carry it. ``tastes`` holds each
-    learned model under its name (a few kilobytes). Each part is skipped where it is already
-    there, so a file whose version number was set back (as tests do) upgrades too.
+    learned model under its name (a few kilobytes).
     """
-    if "head_input" not in db["scores"].columns_dict:
-        db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
-    db.execute("DROP VIEW IF EXISTS latest_scores")
+    db.execute("ALTER TABLE scores ADD COLUMN head_input BLOB")
+    db.execute("DROP VIEW latest_scores")
     db.create_view(
         "latest_scores",
         """
@@ -199,11 +183,9 @@ def m006_taste(db: sqlite_utils.Database) -> None:
         {"name": str, "data": bytes, "ratings": int, "method": str, "learned_at": str},
         pk="name",
         not_null={"data", "ratings", "method", "learned_at"},
-        if_not_exists=True,
     )
 
 
-@migration
 def m007_score_precision(db: sqlite_utils.Database) -> None:
     """``scores.precision``: the number format the network ran in (fp32, bf16, fp16).
 
@@ -214,7 +196,7 @@ def m007_score_precision(db: sqlite_utils.Database) -> None:
     its key as a table constraint, which no ``DROP INDEX`` removes.
     """
     columns = [c.name for c in db["scores"].columns]
-    db.execute("DROP VIEW IF EXISTS latest_scores")
+    db.execute("DROP VIEW latest_scores")
     db.execute("ALTER TABLE scores RENAME TO scores_before_precision")
     scores = db.create_table(
         "scores",
@@ -252,7 +234,29 @@ def m007_score_precision(db: sqlite_utils.Database) -> None:
     )
 
 
-# New migrations go above this line.
+#: Ordered migrations: entry ``i`` upgrades a database from ``user_version == i`` to ``i + 1``.
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    Migration(step.__name__, step)
+    for step in (
+        m001_initial,
+        m002_decisions,
+        m003_latest_scores,
+        m004_camera_model,
+        m005_measures,
+        m006_taste,
+        m007_score_precision,
+    )
+)
 
 #: The version a database has once every migration ran.
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def upgrade(db: sqlite_utils.Database) -> None:
+    """Apply the steps ``db`` lacks, in order, each once, stamping ``user_version`` after each.
+
+    The caller holds the write transaction (and refuses a file newer than :data:`SCHEMA_VERSION`).
+    """
+    while (current := db.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
+        MIGRATIONS[current].apply(db)
+        db.execute(f"PRAGMA user_version = {current + 1}")

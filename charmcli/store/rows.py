@@ -29,25 +29,6 @@ META_COLUMNS = (
     "iso",
     "orientation",
 )
-PHOTO_COLUMNS = ("path", "size", "mtime_ns", "sha256", "width", "height", *META_COLUMNS, "format")
-SCORE_COLUMNS = (
-    "sha256",
-    "model",
-    "checkpoint_id",
-    "preprocess",
-    "score",
-    "outputs",
-    "n_tokens",
-    "input_width",
-    "input_height",
-    "token_path",
-    "kept_cells",
-    "cell_size",
-    "embedding",
-    "seconds",
-    "head_input",
-    "precision",
-)
 
 
 @dataclass

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 from flag_degrade import FACES, close_eyes, defocus, exposure, motion_blur
+from old_schema import before, database_at
 from PIL import Image, ImageEnhance
 
 from charmcli.library import faces
+from charmcli.store import SCHEMA_VERSION
 
 #: file → the flag its degradation must raise (None: a clean original)
 EXPECTED = {
@@ -124,24 +126,45 @@ def test_a_rerun_computes_nothing(cli, flag_library, model_args, monkeypatch, _p
     assert sorted(after) == sorted(before) and len(before) == len(EXPECTED)
 
 
-def test_an_old_database_migrates_and_gets_measures_without_rescoring(cli, flag_library, model_args, _private_db):
+def test_an_old_database_migrates_and_its_photos_get_measures(cli, flag_library, model_args, _private_db):
     """A database at schema 4 (scores, no measures table), as charm wrote it before flags."""
+    fp32 = [*model_args, "--precision", "fp32"]  # what every score before the precision column was
+    _score(cli, flag_library, fp32)
+    old = _private_db.with_name("old.db")
+    tables = ("photos", "scores", "checkpoints")
+    database_at(old, before("m005_measures"), rows_from=_private_db, tables=tables).close()
+    for extra in (Path(f"{_private_db}-wal"), Path(f"{_private_db}-shm")):
+        extra.unlink(missing_ok=True)
+    old.replace(_private_db)
+    rows = _top(cli)  # opening it migrates; nothing is measured yet
+    assert len(rows) == len(EXPECTED) and all(r["measures"] is None and r["flags"] == [] for r in rows)
+    conn = sqlite3.connect(_private_db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+    # its scores lack what a taste needs, so they are scored again, and measured in the same pass
+    events = _score(cli, flag_library, fp32)
+    assert {e["status"] for e in events.values()} == {"scored"}
+    assert events[str(flag_library / "bad" / "soft.jpg")]["flags"] == ["soft"]
+    assert len(sqlite3.connect(_private_db).execute("SELECT id FROM scores").fetchall()) == len(EXPECTED)  # replaced
+    assert "soft" in [f for r in _top(cli) for f in r["flags"]]
+
+
+def test_scored_photos_without_measures_are_measured_without_rescoring(cli, flag_library, model_args, _private_db):
+    """Scores kept, measures missing (measured by nothing yet): the next run decodes for the measures alone."""
     _score(cli, flag_library, model_args)
     conn = sqlite3.connect(_private_db)
     scored = sorted(conn.execute("SELECT sha256, scored_at FROM scores").fetchall())
-    conn.execute("DROP TABLE measures")
-    conn.execute("PRAGMA user_version = 4")
+    conn.execute("DELETE FROM measures")
     conn.commit()
     conn.close()
-    rows = _top(cli)  # opening it migrates; nothing is measured yet
-    assert len(rows) == len(EXPECTED) and all(r["measures"] is None and r["flags"] == [] for r in rows)
-    events = _score(cli, flag_library, model_args)  # decodes for the measures alone
+    assert all(r["measures"] is None and r["flags"] == [] for r in _top(cli))
+    events = _score(cli, flag_library, model_args)
     assert {e["status"] for e in events.values()} == {"cached"}
     assert events[str(flag_library / "bad" / "soft.jpg")]["flags"] == ["soft"]
     conn = sqlite3.connect(_private_db)
     assert sorted(conn.execute("SELECT sha256, scored_at FROM scores").fetchall()) == scored  # not rescored
-    assert conn.execute("PRAGMA user_version").fetchone()[0] >= 5
-    assert "soft" in [f for r in _top(cli) for f in r["flags"]]
+    assert len(conn.execute("SELECT sha256 FROM measures").fetchall()) == len(EXPECTED)
+    conn.close()
 
 
 def test_rate_caps_flagged_photos_and_can_reject_them(cli, flag_library, model_args):

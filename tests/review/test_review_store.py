@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
-import sqlite_utils
+from old_schema import database_at
 from review_lib import ALL
 
 from charmcli.cull.xmp import rating_number, read_sidecar
-from charmcli.store import MIGRATIONS, SCHEMA_VERSION, Store
+from charmcli.store import SCHEMA_VERSION, Store
 
 
 def test_a_version_1_database_gains_the_decisions_table_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    MIGRATIONS[0].apply(sqlite_utils.Database(conn))
-    conn.execute("PRAGMA user_version = 1")
+    conn = database_at(path, 1)
     conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) VALUES ('/p/a.jpg', 1, 2, 'ab', 'x', 'x')")
     conn.close()
     with Store(path) as store:

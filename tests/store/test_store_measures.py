@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import sqlite_utils
+import pytest
+from old_schema import before, database_at
 
 from charmcli.store import MIGRATIONS, SCHEMA_VERSION, MeasuresRow, PhotoRow, ScoreRow, Store, TopFilter
 
@@ -40,11 +41,7 @@ def test_rankings_carry_the_latest_measures(tmp_path):
 
 
 def _schema_4(path: Path) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    for step in MIGRATIONS[:4]:
-        step.apply(db)
-    conn.execute("PRAGMA user_version = 4")
+    conn = database_at(path, before("m005_measures"))
     conn.execute("INSERT INTO photos (path, size, mtime_ns, sha256, first_seen, last_seen) "
                  "VALUES ('/lib/a.jpg', 1, 2, 'sa', 't', 't')")  # fmt: skip
     conn.execute("INSERT INTO scores (sha256, model, checkpoint_id, preprocess, score, outputs, scored_at) "
@@ -61,3 +58,14 @@ def test_a_database_from_before_measures_migrates_and_keeps_its_scores(tmp_path)
         assert (row["path"], row["score"], row["measures"]) == ("/lib/a.jpg", 0.7, None)  # not measured yet
         store.write([MeasuresRow("sa", "v", {"brightness": 0.5})])
         assert store.measures_for("sa", "v") == {"brightness": 0.5}
+
+
+def test_a_measures_row_without_its_measures_or_its_time_is_refused(tmp_path):
+    """A row whose key exists counts as measured, so one without values would never be measured again."""
+    with Store(tmp_path / "charm.db") as store:
+        for missing in ("measures", "measured_at"):
+            values = {"sha256": "sa", "version": "v", "measures": "{}", "measured_at": "t", missing: None}
+            with pytest.raises(sqlite3.IntegrityError, match=f"NOT NULL constraint failed: measures.{missing}"):
+                store.conn.execute("INSERT INTO measures (sha256, version, measures, measured_at) "
+                                   "VALUES (:sha256, :version, :measures, :measured_at)", values)  # fmt: skip
+        assert store.measures_for("sa") is None

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import sqlite_utils
+from old_schema import before, database_at
 
 from charmcli.selection import Query, select
 from charmcli.store import SCHEMA_VERSION, PhotoRow, ScoreRow, Store
-from charmcli.store.migrations import MIGRATIONS
 
 
 def _score(sha: str, value: float, precision: str) -> ScoreRow:
@@ -47,11 +45,7 @@ def test_a_ranking_reads_one_precision_and_names_the_others(tmp_path):
 
 def test_an_older_database_gains_the_precision_and_its_scores_are_fp32(tmp_path):
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    before = MIGRATIONS.index(next(m for m in MIGRATIONS if m.name == "m007_score_precision"))
-    for step in MIGRATIONS[:before]:
-        step.apply(sqlite_utils.Database(conn))
-    conn.execute(f"PRAGMA user_version = {before}")
+    conn = database_at(path, before("m007_score_precision"))
     conn.execute("INSERT INTO scores (sha256, model, checkpoint_id, preprocess, score, outputs, scored_at) "
                  "VALUES ('s1', 'aadb', 'c1', 'max1024', 0.4, '[]', 't')")  # fmt: skip
     conn.close()

@@ -5,15 +5,14 @@ old database (schema 2, as the earlier charm wrote it) upgraded by the named mig
 from __future__ import annotations
 
 import random
-import sqlite3
+import re
 from pathlib import Path
 from typing import get_args
 
 import pytest
-import sqlite_utils
+from old_schema import database_at
 
 from charmcli.store import (
-    MIGRATIONS,
     SCHEMA_VERSION,
     BatchWriter,
     DecisionRow,
@@ -40,7 +39,7 @@ from charmcli.store import (
     TopFilter,
     WriteRow,
 )
-from charmcli.store.writes import statement
+from charmcli.store.writes import WRITERS, statement
 
 
 @pytest.fixture
@@ -70,13 +69,49 @@ SAMPLES: dict[type, object] = {
 def test_every_write_row_type_has_its_statement_and_nothing_else_is_written(store):
     kinds = set(get_args(WriteRow))
     assert kinds == set(SAMPLES), "a write row was added: give it a sample here"
-    assert kinds <= set(statement.registry)
+    assert kinds == set(WRITERS)
     for row in SAMPLES.values():
         sql, _params = statement(row, "2024-01-01T00:00:00")
         assert sql.split()[0] in {"INSERT", "UPDATE", "DELETE"}
     with pytest.raises(TypeError, match="does not write str"):  # SQL no longer crosses the border
         store.write([("DELETE FROM photos", ())])  # type: ignore[list-item]
     assert store.photo_by_path("/p/a.jpg") is None
+
+
+def _schema_columns(store: Store, table: str) -> list[str]:
+    return [row[1] for row in store.conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _unique_keys(store: Store, table: str) -> set[tuple[str, ...]]:
+    keys = {tuple(i.columns) for i in store.db[table].indexes if i.unique}
+    return keys | {tuple(store.db[table].pks)}
+
+
+@pytest.mark.parametrize("kind", SAMPLES, ids=lambda kind: kind.__name__)
+def test_each_statement_writes_the_columns_of_its_table_by_the_names_the_schema_gives_them(store, kind):
+    """An upsert inserts every column of its table but a generated ``id``, conflicts on a key the
+    table holds unique, and updates the rest (``photos`` keeps ``first_seen``); an UPDATE or DELETE
+    names its table and columns. Names as the schema spells them (SQLite would also take another
+    case, so only this check notices a name written differently from the schema's)."""
+    sql, params = statement(SAMPLES[kind], "2024-01-01T00:00:00")
+    tables = set(store.db.table_names())
+    if upsert := re.fullmatch(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([?, ]+)\) "
+                              r"ON CONFLICT\(([\w, ]+)\) DO UPDATE SET (.+)", sql):  # fmt: skip
+        table, columns, marks, key, updates = upsert.groups()
+        assert table in tables
+        written, key_columns = columns.split(", "), tuple(key.split(", "))
+        schema = [c for c in _schema_columns(store, table) if c != "id"]
+        assert sorted(written) == sorted(schema) and len(params) == len(written) == len(marks.split(", "))
+        assert key_columns in _unique_keys(store, table)
+        kept = {"first_seen"} if table == "photos" else set()
+        assert updates.split(", ") == [f"{c} = excluded.{c}" for c in written if c not in key_columns + tuple(kept)]
+    else:
+        target = re.fullmatch(r"(?:UPDATE (\w+) SET|DELETE FROM (\w+)) (.*)", sql)
+        assert target is not None, sql
+        table = target.group(1) or target.group(2)
+        assert table in tables
+        named = re.findall(r"(\w+) = \?", target.group(3))
+        assert named and set(named) <= set(_schema_columns(store, table)) and len(params) == len(named)
 
 
 def test_typed_rows_round_trip_through_the_store(store):
@@ -130,11 +165,7 @@ def test_latest_scores_view_holds_each_contents_newest_score_per_model(store):
 
 def _old_database(path: Path) -> None:
     """Schema 2 exactly as the charm before the view and the column rename wrote it."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    for step in MIGRATIONS[:2]:
-        step.apply(db)
-    conn.execute("PRAGMA user_version = 2")
+    conn = database_at(path, 2)
     photo = ("INSERT INTO photos (path, size, mtime_ns, sha256, make, model, lens, date_taken, first_seen, last_seen) "
              "VALUES (?, 1, 2, ?, ?, ?, NULL, ?, 't', 't')")  # fmt: skip
     conn.execute(photo, ("/lib/a.jpg", "sa", "Canon", "Canon EOS R5", "2023-05-01T10:00:00"))

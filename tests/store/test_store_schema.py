@@ -5,66 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from old_schema import hand_written_v1
 
-from charmcli.store import MIGRATIONS, SCHEMA_VERSION, FailureRow, PhotoRow, ScoreRow, Store
-
-# Schema 1 as charm 0.1 wrote it with hand-written DDL (table-level UNIQUE constraints instead
-# of unique indexes): such files must keep working unchanged.
-HAND_WRITTEN_V1 = """
-CREATE TABLE photos (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL UNIQUE,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            width INTEGER, height INTEGER,          -- as displayed (EXIF orientation applied)
-            date_taken TEXT, make TEXT, model TEXT, lens TEXT,
-            focal_length REAL, f_number REAL, exposure_time REAL, iso INTEGER, orientation INTEGER,
-            format TEXT,
-            first_seen TEXT NOT NULL, last_seen TEXT NOT NULL
-        );
-        CREATE INDEX photos_sha256 ON photos(sha256);
-        CREATE INDEX photos_date_taken ON photos(date_taken);
-
-        CREATE TABLE scores (
-            id INTEGER PRIMARY KEY,
-            sha256 TEXT NOT NULL,
-            model TEXT NOT NULL,                    -- Charm training set: aadb, para, ...
-            checkpoint_id TEXT NOT NULL,            -- sha256 of the checkpoint file
-            preprocess TEXT NOT NULL,               -- decode policy tag: max1024, native, exact
-            score REAL NOT NULL,
-            outputs TEXT NOT NULL,                  -- JSON list of floats
-            n_tokens INTEGER,
-            input_width INTEGER, input_height INTEGER,
-            token_path TEXT,                        -- short | multiscale
-            kept_cells TEXT NOT NULL DEFAULT '[]',  -- JSON [[row, col], ...]
-            cell_size INTEGER,
-            embedding BLOB,                         -- float16 CLS vector
-            seconds REAL,
-            scored_at TEXT NOT NULL,
-            UNIQUE (sha256, model, checkpoint_id, preprocess)
-        );
-        CREATE INDEX scores_model_score ON scores(model, score);
-
-        CREATE TABLE failures (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL UNIQUE,
-            sha256 TEXT,
-            reason TEXT NOT NULL,
-            kind TEXT,
-            size INTEGER, mtime_ns INTEGER,
-            options TEXT,                           -- decode options that failed (retry if changed)
-            failed_at TEXT NOT NULL
-        );
-
-        -- What a checkpoint file hashed to, so a fully cached run needs neither torch nor a hash.
-        CREATE TABLE checkpoints (
-            source TEXT NOT NULL PRIMARY KEY,       -- "file:/abs/path" or "hub:aadb"
-            file TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-            checkpoint_id TEXT NOT NULL, model TEXT NOT NULL,
-            seen_at TEXT NOT NULL
-        );
-"""
+from charmcli.store import FailureRow, PhotoRow, ScoreRow, Store
 
 
 def _photo(path: str, sha: str = "ab" * 32) -> PhotoRow:
@@ -79,22 +22,9 @@ def _score(sha: str = "ab" * 32, score: float = 0.5) -> ScoreRow:
 def store(request, tmp_path):
     path = tmp_path / "charm.db"
     if request.param == "hand-written":
-        conn = sqlite3.connect(path)
-        for statement in HAND_WRITTEN_V1.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute("PRAGMA user_version = 1")
-        conn.commit()
-        conn.close()
+        hand_written_v1(path)
     with Store(path) as s:
         yield s
-
-
-def test_migrations_are_named_steps():
-    names = [m.name for m in MIGRATIONS]
-    assert names[:4] == ["m001_initial", "m002_decisions", "m003_latest_scores", "m004_camera_model"]
-    assert all(name.startswith(f"m{i:03d}_") for i, name in enumerate(names, 1)), "numbered in order"
-    assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def test_both_schemas_upsert_by_their_keys(store):

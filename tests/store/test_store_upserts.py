@@ -18,7 +18,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from charmcli.store import META_COLUMNS, FailureRow, PhotoRow, ScoreRow, Store
+from charmcli.store import (
+    META_COLUMNS,
+    DecisionRow,
+    FailureRow,
+    MeasuresRow,
+    PhotoRow,
+    ScoreRow,
+    Store,
+    TasteForgotten,
+    TasteRow,
+)
 
 
 @pytest.fixture
@@ -117,6 +127,41 @@ def test_failure_upsert_replaces_every_column(store):
         "too large", "too-large", "s2", 20, 2, "o2",
     )  # fmt: skip
     assert store.db["failures"].count == 1
+
+
+def test_decision_upsert_replaces_every_column(store):
+    store.write([(DecisionRow("/p/a.jpg", "s1", 2, "Green", "rate"), "2024-01-01")])
+    before = store.decisions_for()["/p/a.jpg"]
+    store.write([(DecisionRow("/p/a.jpg", "s2", -1, "Red", "review"), "2024-02-01")])
+    after = store.decisions_for()["/p/a.jpg"]
+    assert set(after) == set(_columns(store, "decisions"))
+    assert _changed(before, after) == set(after) - {"path"}
+    assert after == {"path": "/p/a.jpg", "sha256": "s2", "rating": -1, "label": "Red", "source": "review",
+                     "decided_at": "2024-02-01"}  # fmt: skip
+    assert store.db["decisions"].count == 1
+
+
+def test_measures_upsert_replaces_every_column(store):
+    store.write([(MeasuresRow("s1", "m1", {"focus_width": 2.5, "faces": None}), "2024-01-01")])
+    before = store.one("SELECT * FROM measures")
+    store.write([(MeasuresRow("s1", "m1", {"focus_width": 1.5, "faces": 2}), "2024-02-01")])
+    after = store.one("SELECT * FROM measures")
+    assert set(after) == set(_columns(store, "measures"))
+    assert _changed(before, after) == set(after) - {"sha256", "version"}
+    assert store.measures_for("s1", "m1") == {"focus_width": 1.5, "faces": 2} and after["measured_at"] == "2024-02-01"
+    assert store.db["measures"].count == 1
+
+
+def test_taste_upsert_replaces_every_column_and_forgetting_drops_only_that_name(store):
+    store.write([(TasteRow("mine", b"one", 20, "ridge"), "2024-01-01"), (TasteRow("other", b"x", 5, "ridge"), "t")])
+    before = store.taste("mine")
+    store.write([(TasteRow("mine", b"two", 30, "rank"), "2024-02-01")])
+    after = store.taste("mine")
+    assert set(after) == set(_columns(store, "tastes"))
+    assert _changed(before, after) == set(after) - {"name"}
+    assert after == {"name": "mine", "data": b"two", "ratings": 30, "method": "rank", "learned_at": "2024-02-01"}
+    store.write([TasteForgotten("mine")])
+    assert store.taste("mine") is None and store.taste("other") is not None
 
 
 def test_checkpoint_memo_upsert_replaces_every_column(store, tmp_path):

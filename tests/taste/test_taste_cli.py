@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlite_utils
+from old_schema import before, database_at
 from taste_library import N_PHOTOS
 
 from charmcli.cull.xmp import read_sidecar, update_sidecar
 from charmcli.review.desk import Desk
-from charmcli.store import MIGRATIONS, SCHEMA_VERSION, Store
+from charmcli.store import SCHEMA_VERSION, Store
 from charmcli.taste.fit import MIN_RATINGS
 
 
@@ -170,20 +169,8 @@ def test_best_of_burst_can_follow_the_taste(cli, library) -> None:
 def test_an_old_database_migrates_and_rescoring_adds_the_features(cli, library, db, model_args, tmp_path) -> None:
     """A database from before tastes: its scores lack the patch mean until `charm score` runs again."""
     old = tmp_path / "old.db"
-    conn = sqlite3.connect(old)
-    legacy = sqlite_utils.Database(conn)
-    before = next(i for i, m in enumerate(MIGRATIONS) if m.name == "m006_taste")
-    for step in MIGRATIONS[:before]:
-        step.apply(legacy)
-    conn.execute(f"PRAGMA user_version = {before}")
-    with Store(db) as now:  # the rows as this charm wrote them, less what the old schema lacks
-        for table in ("photos", "scores"):
-            columns = [c for (_i, c, *_rest) in conn.execute(f"PRAGMA table_info({table})")]
-            for row in now.conn.execute(f"SELECT {', '.join(columns)} FROM {table}"):
-                marks = ", ".join("?" * len(columns))
-                conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", row)
-    conn.commit()
-    conn.close()
+    # the rows as this charm wrote them, less what the old schema lacks
+    database_at(old, before("m006_taste"), rows_from=db).close()
     for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):
         extra.unlink(missing_ok=True)
     shutil.copyfile(old, db)
