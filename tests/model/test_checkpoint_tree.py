@@ -142,3 +142,52 @@ def test_an_empty_model_entry_holds_no_model(tmp_path):
         load_checkpoint(tmp_path / "empty.pth")
     assert str(err.value) == (
         "empty.pth: no Charm model inside (expected a 'model_state_dict' or 'model' entry)")
+
+
+def test_a_config_kept_as_a_plain_dict_is_read_like_a_config_dict(tmp_path):
+    model = build_official_model(dim=32, depth=1, heads=2, authors=True)
+    model.config = {"encoder_name": "facebook/dinov2-base", "hidden_size": 768}
+    model.encoder.encoder.config = {"num_attention_heads": 2, "layer_norm_eps": 1e-5}
+    for layer in model.encoder.encoder.layer:
+        del layer.attention.attention.num_attention_heads
+    cfg = _load(model, tmp_path)[1]
+    assert (cfg.encoder_name, cfg.heads, cfg.layer_norm_eps, cfg.dim) == ("facebook/dinov2-base", 2, 1e-5, 32)
+
+
+def test_a_head_activation_that_is_not_a_module_is_one_line(tmp_path):
+    model = build_official_model(dim=32, depth=1, heads=2, authors=True)
+    del model.mlp_head.activation
+    model.mlp_head.activation = "sigmoid"  # a plain attribute where the module belongs
+    assert _refused(model, tmp_path) == "checkpoint head activation is not a module (str)"
+
+
+@pytest.mark.parametrize(
+    "parts", [{"sigmoid": nn.ReLU(), "tanh": nn.Tanh()}, {"sigmoid": nn.Sigmoid()}, {"sigmoid": nn.Sigmoid(), "tanh": 1}],
+    ids=["relu-for-sigmoid", "no-tanh", "tanh-not-a-module"],
+)
+def test_a_multi_attribute_head_without_its_sigmoid_and_tanh_is_one_line(tmp_path, parts):
+    model = build_official_model(dim=32, depth=1, heads=2, num_classes=12, authors=True)
+    head = model.mlp_head
+    del head.activation
+    head.multi = True
+    for name, part in parts.items():
+        setattr(head, name, part)
+    assert _refused(model, tmp_path) == "checkpoint has a multi-output head without its Sigmoid and Tanh"
+
+
+def test_a_file_without_a_model_entry_says_where_it_looked(tmp_path):
+    torch.save({"epoch": 3, "optimizer": {"lr": 3e-5}}, tmp_path / "opt.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "opt.pth")
+    assert str(err.value) == "opt.pth: no Charm model inside (expected a 'model_state_dict' or 'model' entry)"
+
+
+@pytest.mark.parametrize("layout", ["model_state_dict", "bare_state_dict"])
+def test_a_scale_count_kept_as_a_tensor_is_not_a_weight(tmp_path, layout):
+    """The official code's ``PatchEmbeddings.scales`` (a number of scales) is dropped, not refused."""
+    model = build_official_model(dim=32, depth=1, heads=2)
+    expected = map_official_state_dict(model.state_dict())
+    del model.patch_embeddings.scales
+    model.patch_embeddings.register_buffer("scales", torch.tensor(2))
+    state, _, _ = load_checkpoint(save_official(model, tmp_path / "m.pth", layout=layout))
+    _same(state, expected)
