@@ -103,7 +103,9 @@ def test_every_name_the_code_lists_is_refused_and_its_neighbours_are_not():
 
 
 def _storage(n: int = 4) -> torch.storage.TypedStorage:
-    return torch.storage.TypedStorage([float(i) for i in range(n)], dtype=torch.float32)
+    """A storage as torch.load hands it to the rebuild functions (typed, wrapping raw bytes)."""
+    raw = torch.arange(n, dtype=torch.float32).untyped_storage()
+    return torch.storage.TypedStorage(wrap_storage=raw, dtype=torch.float32, _internal=True)
 
 
 def test_a_tensor_is_rebuilt_only_from_a_storage_and_integer_geometry():
