@@ -281,6 +281,12 @@ class Stats(TypedDict):
     failures: list[ListedFailure]
 
 
+#: The typed row each table's reads return (tests/store checks each against the schema).
+TABLE_ROWS: dict[str, type] = {"photos": StoredPhoto, "scores": StoredScore, "failures": StoredFailure,
+                               "decisions": StoredDecision, "tastes": StoredTaste,
+                               "checkpoints": StoredCheckpoint}  # fmt: skip
+
+
 class RankedPhoto(StoredPhoto):
     """A photo with its latest score for one scoring model (``Store.iter_ranked``)."""
 

@@ -23,14 +23,9 @@ from charmcli.store import (
     SCHEMA_VERSION,
     Migration,
     Store,
-    StoredCheckpoint,
-    StoredDecision,
-    StoredFailure,
-    StoredPhoto,
-    StoredScore,
-    StoredTaste,
     StoreError,
 )
+from charmcli.store.rows import TABLE_ROWS
 
 
 def test_every_step_of_the_module_is_listed_once_by_its_name_in_number_order():
@@ -151,11 +146,7 @@ def test_a_step_that_fails_leaves_the_file_as_it_was(tmp_path, monkeypatch):
 SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL", bytes: "BLOB"}
 
 
-ROW_TYPES = {"photos": StoredPhoto, "scores": StoredScore, "failures": StoredFailure, "decisions": StoredDecision,
-             "tastes": StoredTaste, "checkpoints": StoredCheckpoint}  # fmt: skip
-
-
-@pytest.mark.parametrize(("table", "row_type"), ROW_TYPES.items())
+@pytest.mark.parametrize(("table", "row_type"), TABLE_ROWS.items())
 def test_each_column_has_the_type_and_nullability_its_typed_row_declares(table, row_type, tmp_path):
     """``X | None`` in the row type ⇔ the column may be NULL; the key is never NULL."""
     with Store(tmp_path / "charm.db") as store:

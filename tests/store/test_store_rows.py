@@ -28,17 +28,12 @@ from charmcli.store import (
     ScoreRow,
     Stats,
     Store,
-    StoredCheckpoint,
-    StoredDecision,
-    StoredFailure,
-    StoredPhoto,
-    StoredScore,
-    StoredTaste,
     TasteForgotten,
     TasteRow,
     TopFilter,
     WriteRow,
 )
+from charmcli.store.rows import TABLE_ROWS
 from charmcli.store.writes import WRITERS, statement
 
 
@@ -204,12 +199,9 @@ def test_the_typed_rows_out_name_exactly_the_columns_the_schema_has(store, tmp_p
     def columns(table: str) -> set[str]:
         return {row[1] for row in store.conn.execute(f"PRAGMA table_info({table})")}
 
-    assert set(StoredPhoto.__annotations__) == columns("photos")
-    assert set(StoredScore.__annotations__) == columns("scores") == columns("latest_scores")
-    assert set(StoredFailure.__annotations__) == columns("failures")
-    assert set(StoredDecision.__annotations__) == columns("decisions")
-    assert set(StoredTaste.__annotations__) == columns("tastes")
-    assert set(StoredCheckpoint.__annotations__) == columns("checkpoints")
+    for table, row_type in TABLE_ROWS.items():
+        assert set(row_type.__annotations__) == columns(table), table
+    assert columns("latest_scores") == columns("scores")
     real = tmp_path / "a.jpg"
     real.write_bytes(b"x")
     store.write([PhotoRow(str(real), 1, 1, "sa"), _score("sa", 0.5)])
