@@ -315,22 +315,15 @@ def section_e2e(work: Path, checkpoint: Path, official_python: str | None, n_ima
     try:
         for _ in range(repeats):
             if official is not None:
-                total = 0.0
-                for p in paths:
-                    rep = official.call(cmd="score", image=str(p), no_grad=True)
-                    total += rep["timings"]["total"]
-                    scores.setdefault("official", {})[p.name] = rep["score"]
-                    for k in ("decode", "tokenize", "network"):
-                        stages.setdefault("official", {}).setdefault(k, 0.0)
-                        stages["official"][k] += rep["timings"][k] / (len(paths) * repeats)
-                rates["official"].append(len(paths) / total)
+                rate, scores["official"], stage = bench.official_pass(official, paths)
+                rates["official"].append(rate)
+                for k, seconds in stage.items():
+                    stages.setdefault("official", {}).setdefault(k, 0.0)
+                    stages["official"][k] += sum(seconds) / (len(paths) * repeats)
             for label, opts in runs.items():
-                events, wall, load, prof = bench._run_pipeline(paths, work / "e2e.db", checkpoint, **opts)
+                events, rate, prof = bench.scored_pipeline(paths, work / "e2e.db", checkpoint, **opts)
                 stages[label] = {k: v for k, v, _n in prof.rows() if k not in ("scan", "load model")}
-                bad = [e for e in events if e.status != "scored"]
-                if bad:
-                    raise RuntimeError(f"{label}: {bad[0].path}: {bad[0].status} {bad[0].error}")
-                rates[label].append(len(paths) / (wall - load))
+                rates[label].append(rate)
                 scores[label] = {Path(e.path).name: e.score for e in events}
     finally:
         if official is not None:
